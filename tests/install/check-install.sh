@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# usage: check-install.sh BUILD_DIR CONSUMER_SRC CXX
+# usage: check-install.sh BUILD_DIR CONSUMER_SRC CXX [CXXFLAGS] [LDFLAGS]
+# The consumer is built with the same flags as the tree (sanitizer builds need them).
 set -euo pipefail
-build=$1 consumer=$2 cxx=$3
+build=$1 consumer=$2 cxx=$3 cxxflags=${4:-} ldflags=${5:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 prefix="$work/prefix"
@@ -14,8 +15,8 @@ done
 
 # 1. CMake package config.
 cmake -S "$consumer" -B "$work/cmake-build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
-      -DCMAKE_CXX_COMPILER="$cxx" >/dev/null
-cmake --build "$work/cmake-build" >/dev/null
+      -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="$cxxflags" -DCMAKE_EXE_LINKER_FLAGS="$ldflags" >/dev/null
+cmake --build "$work/cmake-build"
 "$work/cmake-build/consumer" | tee "$work/out1"
 grep -qx 'consumer ok' "$work/out1"
 
@@ -34,7 +35,8 @@ grep -q "no component 'nosuchmodule'" "$work/bad.log"
 # 2. pkg-config.
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 # shellcheck disable=SC2046
-"$cxx" -std=c++20 -include utility "$consumer/main.cc" -o "$work/consumer-pc" \
+# shellcheck disable=SC2086
+"$cxx" -std=c++20 $cxxflags $ldflags -include utility "$consumer/main.cc" -o "$work/consumer-pc" \
   $(pkg-config --cflags --libs agentry-wire agentry-proto)
 "$work/consumer-pc" | tee "$work/out2"
 grep -qx 'consumer ok' "$work/out2"
