@@ -12,7 +12,7 @@ PACKAGES=(
   libboost-dev libboost-system-dev libssl-dev
   libprotobuf-dev protobuf-compiler
   libmsgpack-cxx-dev nlohmann-json3-dev libyaml-cpp-dev
-  libspdlog-dev libfmt-dev libcli11-dev zlib1g-dev libsystemd-dev
+  libspdlog-dev libfmt-dev libcli11-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
