@@ -567,6 +567,11 @@ TEST(LogFile, RotationStoppedHalfwayReplacesNoFileAndIsReportedAgainAfterASucces
 }
 
 TEST(LogFile, RotationThatCannotCreateTheNewFileRestoresTheCurrentOne) {
+#ifdef __SANITIZE_ADDRESS__
+  // The test forces failure by using up RLIMIT_NOFILE; the sanitizer runtime then cannot
+  // open the pipe it probes memory with and reports false "invalid vptr" errors.
+  GTEST_SKIP() << "needs free file descriptors that the sanitizer runtime would take";
+#endif
   TempDir dir;
   const std::string path = dir.file("app.log");
   auto log = open_or_die({.path = path, .rotate_size = 24, .keep = 2});
