@@ -459,6 +459,7 @@ class Parser {
   Status read_logs(const Field& f, supervisor::LogSpec& l);
   Status read_rotate(const Field& f, supervisor::RotateSpec& r);
   Status read_udf(const Field& f, supervisor::UdfSpec& u);
+  Status read_command(const Field& f, CommandConfig& c);
 
   std::string_view source_;
   // Where each value of the current process is, by field path, so that a message from
@@ -670,13 +671,47 @@ Status Parser::config(const YAML::Node& root, DaemonConfig& cfg) {
       cfg.log_level = level;
     } else if (e.key == "processes") {
       AGENTRY_RETURN_IF_ERROR(read_processes(v, cfg.processes));
-    } else if (e.key == "command" || e.key == "autoconfig" || e.key == "opamp") {
-      // Sections of other config sources and servers; they read them themselves.
+    } else if (e.key == "command") {
+      AGENTRY_RETURN_IF_ERROR(read_command(v, cfg.command));
+    } else if (e.key == "autoconfig" || e.key == "opamp") {
+      // Sections of other config sources; they read them themselves.
     } else if (std::find(std::begin(kProcessKeys), std::end(kProcessKeys), e.key) != std::end(kProcessKeys)) {
       // Most likely a process's key that lost its indentation.
       return error(e.key_mark, e.key, "unknown key at the top level, expected it inside an item of processes");
     } else {
       return unknown_key(m, e, kTopKeys);
+    }
+  }
+  return Status::ok();
+}
+
+Status Parser::read_command(const Field& f, CommandConfig& c) {
+  static constexpr std::string_view kKeys[] = {"enabled", "dir", "mode", "group", "timeout"};
+  MapView m;
+  AGENTRY_RETURN_IF_ERROR(open_map(f, "a map with keys enabled, dir, mode, group, timeout", m));
+  for (const Entry& e : m.entries) {
+    const Field v = field(m, e);
+    if (e.key == "enabled") {
+      AGENTRY_RETURN_IF_ERROR(read_bool(v, c.enabled));
+    } else if (e.key == "dir") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a directory path", c.dir));
+    } else if (e.key == "mode") {
+      // Octal, as chmod takes it; quoted ("0770") so YAML does not read it as a number.
+      std::string text;
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "an octal mode like \"0770\"", text));
+      unsigned mode = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), mode, 8);
+      if (text.empty() || ec != std::errc() || end != text.data() + text.size() || mode > 0777) {
+        return expected(v, "an octal mode like \"0770\"");
+      }
+      c.mode = mode;
+    } else if (e.key == "group") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a group name or number", c.group));
+    } else if (e.key == "timeout") {
+      AGENTRY_RETURN_IF_ERROR(read_duration(v, c.timeout));
+      if (c.timeout.count() <= 0) return expected(v, "a positive duration");
+    } else {
+      return unknown_key(m, e, kKeys);
     }
   }
   return Status::ok();
@@ -1116,6 +1151,93 @@ Result<supervisor::ProcessSpec> parse_process_spec(std::string_view text, std::s
     const YAML::Mark mark = root.IsDefined() && !root.Mark().is_null() ? root.Mark() : YAML::Mark();
     Parser parser(source_name);
     return parser.process(Field{root, mark, id.empty() ? std::string("process") : process_path(id)}, id, nullptr);
+  });
+}
+
+namespace {
+
+// A YAML node as JSON text: maps and sequences keep their shape, scalars are strings.
+std::string node_to_json(const YAML::Node& n) {
+  std::string out;
+  auto quote_json = [](const std::string& s) {
+    std::string q = "\"";
+    for (char c : s) {
+      switch (c) {
+        case '"': q += "\\\""; break;
+        case '\\': q += "\\\\"; break;
+        case '\n': q += "\\n"; break;
+        case '\t': q += "\\t"; break;
+        case '\r': q += "\\r"; break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) q += fmt::format("\\u{:04x}", static_cast<int>(c));
+          else q += c;
+      }
+    }
+    return q + "\"";
+  };
+  if (n.IsMap()) {
+    out += "{";
+    bool first = true;
+    for (const auto& kv : n) {
+      if (!first) out += ",";
+      first = false;
+      out += quote_json(kv.first.Scalar()) + ":" + node_to_json(kv.second);
+    }
+    return out + "}";
+  }
+  if (n.IsSequence()) {
+    out += "[";
+    for (size_t i = 0; i < n.size(); ++i) out += (i ? "," : "") + node_to_json(n[i]);
+    return out + "]";
+  }
+  if (n.IsScalar()) return quote_json(n.Scalar());
+  return "null";
+}
+
+}  // namespace
+
+Result<std::string> get_option(const DaemonConfig& config, std::string_view dotted_path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    const size_t dot = dotted_path.find('.', start);
+    parts.emplace_back(dotted_path.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    if (parts.back().empty()) {
+      return invalid_argument(fmt::format("malformed option '{}': expected names separated by dots", dotted_path));
+    }
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  return guarded(config.source, [&]() -> Result<std::string> {
+    YAML::Node node;
+    AGENTRY_RETURN_IF_ERROR(load_document(config.text, config.source, node));
+    for (const auto& part : parts) {
+      // Index through a const node (the non-const operator[] would create the key) and
+      // rebind with reset(): Node::operator= writes through to the node it refers to.
+      const YAML::Node& current = node;
+      bool found = false;
+      if (current.IsMap()) {
+        const YAML::Node child = current[part];
+        if (child.IsDefined()) {
+          node.reset(child);
+          found = true;
+        }
+      } else if (current.IsSequence()) {
+        size_t index = 0;
+        const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), index);
+        if (ec == std::errc() && end == part.data() + part.size() && index < current.size()) {
+          const YAML::Node child = current[index];
+          node.reset(child);
+          found = true;
+        }
+      }
+      if (!found) return not_found(fmt::format("no option '{}' in {}", dotted_path, config.source));
+    }
+    if (node.IsNull() || (node.IsScalar() && node.Scalar().empty())) {
+      return failed_precondition(fmt::format("option '{}' is empty", dotted_path));
+    }
+    if (node.IsScalar()) return node.Scalar();
+    return node_to_json(node);
   });
 }
 

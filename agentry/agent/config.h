@@ -27,18 +27,30 @@
 
 namespace agentry::agent {
 
+// The JSON command socket (`command:` section). Absent section: enabled with defaults.
+struct CommandConfig {
+  bool enabled = true;
+  std::string dir;           // empty: <runtime dir>/cmd
+  uint32_t mode = 0770;      // of the directory
+  std::string group;         // name or number; empty: the daemon's group
+  supervisor::Duration timeout = std::chrono::seconds(10);  // to read one request
+  bool operator==(const CommandConfig&) const = default;
+};
+
 struct DaemonConfig {
   std::string source;       // file path, or a name such as "<opamp>", used in messages
   std::string runtime_dir;  // empty: the daemon picks its default
   std::string state_dir;    // empty: the daemon picks its default
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   std::vector<supervisor::ProcessSpec> processes;  // in file order, ids unique, validated
+  CommandConfig command;
   std::string text;         // the original text, byte for byte
 };
 
 // Parses a whole configuration. An empty document, or an empty `processes:`, is a valid
 // configuration with no processes. The sections `command`, `autoconfig` and `opamp` are
-// accepted and not interpreted here. Each process passes ProcessSpec::validate().
+// accepted and not interpreted here, except `command` (CommandConfig). Each process
+// passes ProcessSpec::validate().
 Result<DaemonConfig> parse_config(std::string_view yaml_text, std::string_view source_name);
 
 // Reads `path` and parses it with the path as the source name. A missing file gives
@@ -52,6 +64,12 @@ Result<DaemonConfig> load_config_file(const std::string& path);
 // Messages use `processes[<id>]` as the field path, like the file loader.
 Result<supervisor::ProcessSpec> parse_process_spec(std::string_view text, std::string_view source_name,
                                                    std::string_view id = {});
+
+// Looks up a dotted path ("log_level", "command.timeout", "processes.0.command") in the
+// configuration's text, for the `agent.config.getoption` command. Scalars come back as
+// their text, maps and sequences as JSON. Errors: kNotFound (no such option),
+// kFailedPrecondition (the option exists but is empty), kInvalidArgument (malformed path).
+Result<std::string> get_option(const DaemonConfig& config, std::string_view dotted_path);
 
 // "250ms", "10s", "5m", "1h", "1m30s", "1.5s", "0". Units: ms, s, m, h; parts add up and
 // fractions are allowed when the total is a whole number of milliseconds. A number

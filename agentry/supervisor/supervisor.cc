@@ -1027,26 +1027,28 @@ Supervisor::~Supervisor() {
 
 namespace {
 
-// Counts outstanding operations of one apply() and reports once all are done.
-struct Batch {
+// Counts the outstanding operations of one apply() or shutdown() and reports once all
+// are done. Every callback from track() owns the batch, so it lives exactly as long as
+// something can still finish.
+struct Batch : std::enable_shared_from_this<Batch> {
   Done done;
-  int pending = 1;  // released by finish() after every operation was launched
+  int pending = 1;  // released by finish_one() once every operation was launched
   std::vector<std::string> errors;
+
   void finish_one() {
-    if (--pending == 0 && done) {
-      Done d = std::move(done);
-      if (errors.empty()) {
-        d(Status::ok());
-      } else {
-        std::string msg;
-        for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e;
-        d(unavailable(msg));
-      }
+    if (--pending != 0 || !done) return;
+    Done d = std::move(done);
+    if (errors.empty()) {
+      d(Status::ok());
+      return;
     }
+    std::string msg;
+    for (const auto& e : errors) msg += (msg.empty() ? "" : "; ") + e;
+    d(unavailable(msg));
   }
   Done track(std::string id) {
     ++pending;
-    return [self = this, id = std::move(id)](Status s) {
+    return [self = shared_from_this(), id = std::move(id)](Status s) {
       if (!s.is_ok()) self->errors.push_back(id + ": " + s.message());
       self->finish_one();
     };
@@ -1079,22 +1081,18 @@ void Supervisor::apply(std::vector<ProcessSpec> specs, std::string source, Done 
 
   auto batch = std::make_shared<Batch>();
   batch->done = std::move(done);
-  // Keep the batch alive until its last callback ran.
-  auto keep = [batch](Done inner) {
-    return [batch, inner = std::move(inner)](Status s) { inner(std::move(s)); };
-  };
 
   std::vector<std::string> to_remove;
   for (const auto& [id, p] : impl_->processes) {
     if (p->source() == source && ids.count(id) == 0) to_remove.push_back(id);
   }
-  for (const auto& id : to_remove) remove(id, keep(batch->track(id)));
+  for (const auto& id : to_remove) remove(id, batch->track(id));
 
   for (auto& s : specs) {
     auto it = impl_->processes.find(s.id);
     if (it == impl_->processes.end()) {
       std::string id = s.id;
-      Status st = add(std::move(s), source, keep(batch->track(id)));
+      Status st = add(std::move(s), source, batch->track(id));
       if (!st.is_ok()) batch->errors.push_back(st.message());
       continue;
     }
@@ -1104,8 +1102,8 @@ void Supervisor::apply(std::vector<ProcessSpec> specs, std::string source, Done 
     std::string id = s.id;
     p->replace_spec(std::move(s));
     p->emit_updated();
-    if (was_active) p->restart(keep(batch->track(id)));
-    else if (p->spec().autostart) p->start(keep(batch->track(id)));
+    if (was_active) p->restart(batch->track(id));
+    else if (p->spec().autostart) p->start(batch->track(id));
   }
   batch->finish_one();
 }
@@ -1150,37 +1148,41 @@ void Supervisor::remove(std::string_view id, Done done) {
   });
 }
 
-#define AGENTRY_FIND_OR_FAIL(id, done)                                           \
-  auto it = impl_->processes.find(id);                                           \
-  if (it == impl_->processes.end()) {                                            \
-    if (done) done(not_found(fmt::format("no process '{}'", id)));               \
-    return;                                                                      \
-  }
+namespace {
+
+// The process named `id`, or null after failing `done` with "no process 'id'".
+Process* find_or_fail(Supervisor::Impl& impl, std::string_view id, Done& done) {
+  auto it = impl.processes.find(id);
+  if (it != impl.processes.end()) return it->second.get();
+  if (done) done(not_found(fmt::format("no process '{}'", id)));
+  return nullptr;
+}
+
+}  // namespace
 
 void Supervisor::start(std::string_view id, Done done) {
-  AGENTRY_FIND_OR_FAIL(id, done);
+  Process* p = find_or_fail(*impl_, id, done);
+  if (p == nullptr) return;
   if (impl_->shutting_down) {
     if (done) done(failed_precondition("the supervisor is shutting down"));
     return;
   }
-  it->second->start(std::move(done));
+  p->start(std::move(done));
 }
 
 void Supervisor::stop(std::string_view id, Done done) {
-  AGENTRY_FIND_OR_FAIL(id, done);
-  it->second->stop(std::move(done));
+  if (Process* p = find_or_fail(*impl_, id, done)) p->stop(std::move(done));
 }
 
 void Supervisor::restart(std::string_view id, Done done) {
-  AGENTRY_FIND_OR_FAIL(id, done);
+  Process* p = find_or_fail(*impl_, id, done);
+  if (p == nullptr) return;
   if (impl_->shutting_down) {
     if (done) done(failed_precondition("the supervisor is shutting down"));
     return;
   }
-  it->second->restart(std::move(done));
+  p->restart(std::move(done));
 }
-
-#undef AGENTRY_FIND_OR_FAIL
 
 Status Supervisor::signal(std::string_view id, int signo) {
   auto it = impl_->processes.find(id);
@@ -1208,7 +1210,7 @@ void Supervisor::shutdown(Done done) {
     if (done) done(std::move(s));
   };
   for (auto& [id, p] : impl_->processes) {
-    p->stop([batch, cb = batch->track(id)](Status s) { cb(std::move(s)); });
+    p->stop(batch->track(id));
   }
   batch->finish_one();
 }

@@ -749,3 +749,58 @@ TEST(ParseSignal, Refused) {
 
 }  // namespace
 }  // namespace agentry::agent
+
+namespace agentry::agent {
+namespace {
+
+TEST(CommandSection, DefaultsWhenAbsentAndEveryKeyParsed) {
+  auto plain = parse_config("processes: []\n", "c.yaml");
+  ASSERT_TRUE(plain.is_ok()) << plain.status().message();
+  EXPECT_EQ(plain->command, CommandConfig{});
+  EXPECT_TRUE(plain->command.enabled);
+
+  auto full = parse_config(
+      "command: {enabled: false, dir: /run/x/cmd, mode: \"0700\", group: adm, timeout: 3s}\n", "c.yaml");
+  ASSERT_TRUE(full.is_ok()) << full.status().message();
+  EXPECT_FALSE(full->command.enabled);
+  EXPECT_EQ(full->command.dir, "/run/x/cmd");
+  EXPECT_EQ(full->command.mode, 0700u);
+  EXPECT_EQ(full->command.group, "adm");
+  EXPECT_EQ(full->command.timeout, std::chrono::seconds(3));
+}
+
+TEST(CommandSection, ErrorsNameTheField) {
+  auto bad_mode = parse_config("command:\n  mode: \"0999\"\n", "c.yaml");
+  ASSERT_FALSE(bad_mode.is_ok());
+  EXPECT_EQ(bad_mode.status().message(), "c.yaml:2:9: command.mode: expected an octal mode like \"0770\", got '0999'");
+  auto unknown = parse_config("command:\n  timout: 1s\n", "c.yaml");
+  ASSERT_FALSE(unknown.is_ok());
+  EXPECT_NE(unknown.status().message().find("did you mean 'timeout'"), std::string::npos)
+      << unknown.status().message();
+  auto zero = parse_config("command: {timeout: 0s}\n", "c.yaml");
+  EXPECT_FALSE(zero.is_ok());
+}
+
+TEST(GetOption, ScalarsMapsSequencesAndErrors) {
+  auto cfg = parse_config(R"(log_level: debug
+command: {dir: /run/cmd, group: ""}
+processes:
+  - id: web
+    command: /bin/true
+    args: [a, b]
+)",
+                          "c.yaml");
+  ASSERT_TRUE(cfg.is_ok()) << cfg.status().message();
+  EXPECT_EQ(*get_option(*cfg, "log_level"), "debug");
+  EXPECT_EQ(*get_option(*cfg, "command.dir"), "/run/cmd");
+  EXPECT_EQ(*get_option(*cfg, "processes.0.id"), "web");
+  EXPECT_EQ(*get_option(*cfg, "processes.0.args"), "[\"a\",\"b\"]");
+  EXPECT_EQ(get_option(*cfg, "command.nothing").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(get_option(*cfg, "processes.7.id").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(get_option(*cfg, "command.group").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(get_option(*cfg, "command..dir").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(get_option(*cfg, "").status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace agentry::agent
