@@ -18,8 +18,11 @@
 
 #include "agentry/agent/config.h"
 #include "agentry/base/version.h"
+#include "agentry/command/client.h"
+#include "agentry/agent/daemon.h"
 #include "agentry/mgmt/client.h"
 #include "agentry/mgmt/protocol.h"
+#include "apps/udf_cli.h"
 
 namespace {
 
@@ -94,6 +97,7 @@ json entry_json(const ListEntry& e) {
             {"error", e.error},
             {"source", e.source},
             {"command", e.command}};
+  if (!e.udf.empty()) j["udf"] = e.udf;
   if (e.next_restart_ns != 0) j["next_restart_ns"] = e.next_restart_ns;
   return j;
 }
@@ -193,6 +197,7 @@ void print_entry(const Globals& g, const ListEntry& e) {
     row("cpu:", fmt::format("{:.1f}%", e.cpu));
     row("rss:", human_bytes(e.rss));
   }
+  row("udf:", e.udf);
   row("last exit:", e.last_exit);
   row("error:", e.error);
   if (e.next_restart_ns != 0) row("next start:", "in " + human_duration(e.next_restart_ns - now + 999'999'999));
@@ -355,6 +360,43 @@ int cmd_validate(const Globals& g, const std::string& file) {
   return 0;
 }
 
+// `agentry cmd '{"Command": ...}'` or `agentry cmd NAME key=value...`. Values that parse as
+// JSON (numbers, true, {"a": 1}) are sent as such, anything else as a string.
+int cmd_command(const Globals& g, const std::vector<std::string>& words, const std::string& listener_name,
+                std::string dir, std::chrono::milliseconds timeout) {
+  if (words.empty()) return fail("cmd: give a JSON request or a command name");
+  std::string request;
+  if (words.size() == 1 && !words[0].empty() && words[0].front() == '{') {
+    request = words[0];
+  } else {
+    json req = {{"Command", words[0]}};
+    for (size_t i = 1; i < words.size(); ++i) {
+      const auto eq = words[i].find('=');
+      if (eq == std::string::npos || eq == 0) return fail("cmd: expected key=value, got '" + words[i] + "'");
+      const std::string key = words[i].substr(0, eq);
+      const std::string value = words[i].substr(eq + 1);
+      json parsed = json::parse(value, nullptr, /*allow_exceptions=*/false);
+      req[key] = parsed.is_discarded() ? json(value) : parsed;
+    }
+    request = req.dump();
+  }
+  auto listener = agentry::command::parse_listener(listener_name);
+  if (!listener) return fail(listener.status());
+  if (dir.empty()) {
+    const char* env = std::getenv("AGENTRY_COMMAND_DIR");
+    dir = env != nullptr && env[0] != '\0' ? env : agentry::agent::default_runtime_dir() + "/cmd";
+  }
+  std::string reply = agentry::command::send_command(request, dir, *listener, timeout);
+  json parsed = json::parse(reply, nullptr, false);
+  if (parsed.is_discarded() || !parsed.is_object()) {
+    std::printf("%s\n", reply.c_str());
+    return 1;
+  }
+  std::printf("%s\n", (::isatty(1) == 1 && !g.json ? parsed.dump(2) : parsed.dump()).c_str());
+  const auto status = parsed.find("Status");
+  return status != parsed.end() && status->is_number_integer() && status->get<int>() == 0 ? 0 : 1;
+}
+
 std::vector<std::string> split_csv(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -415,8 +457,21 @@ int main(int argc, char** argv) {
   std::string file;
   validate->add_option("-f,--file", file, "YAML config")->required();
   auto* version = app.add_subcommand("version", "print the CLI version");
+  auto* cmd = app.add_subcommand("cmd", "send a JSON command to agentryd's (or a plugin's) command socket");
+  std::vector<std::string> cmd_words;
+  std::string cmd_listener = "agent";
+  std::string cmd_dir;
+  int cmd_timeout_ms = 10000;
+  cmd->add_option("request", cmd_words, "'{\"Command\": ...}' or NAME key=value...")->required();
+  cmd->add_option("--listener", cmd_listener, "agent (agentryd) or plugin")->check(CLI::IsMember({"agent", "plugin"}));
+  cmd->add_option("--dir", cmd_dir, "command socket directory (default: $AGENTRY_COMMAND_DIR, then <runtime dir>/cmd)");
+  cmd->add_option("--timeout-ms", cmd_timeout_ms, "give up after this many milliseconds");
+
+  std::function<int()> udf_action;
+  agentry::apps::add_udf_commands(app, udf_action);
 
   CLI11_PARSE(app, argc, argv);
+  if (udf_action) return udf_action();
   const char* no_color_env = std::getenv("NO_COLOR");
   g.color = !no_color && !g.json && (no_color_env == nullptr || no_color_env[0] == '\0') && ::isatty(1) == 1;
 
@@ -431,6 +486,7 @@ int main(int argc, char** argv) {
   if (*reload) return cmd_reload(g);
   if (*info) return cmd_info(g);
   if (*validate) return cmd_validate(g, file);
+  if (*cmd) return cmd_command(g, cmd_words, cmd_listener, cmd_dir, std::chrono::milliseconds(cmd_timeout_ms));
   if (*version) {
     std::printf("agentry %s\n", AGENTRY_VERSION);
     return 0;

@@ -17,12 +17,15 @@
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
 
+#include "agentry/agent/builtin_commands.h"
 #include "agentry/agent/config.h"
 #include "agentry/agent/manager_adapter.h"
 #include "agentry/agent/sd_notify.h"
+#include "agentry/agent/udf_health.h"
 #include "agentry/base/log.h"
 #include "agentry/base/unique_fd.h"
 #include "agentry/base/version.h"
+#include "agentry/command/monitor.h"
 #include "agentry/mgmt/server.h"
 #include "agentry/supervisor/orphan_guard.h"
 #include "agentry/supervisor/supervisor.h"
@@ -65,6 +68,7 @@ Status prepare_runtime_dir(const std::string& dir) {
 class Daemon::Impl {
  public:
   Impl(asio::io_context& io_ctx, DaemonOptions opts) : io(io_ctx), options(std::move(opts)), signals(io_ctx) {}
+  ~Impl() { close_commands(); }
 
   Status start();
   void reload(std::function<void(Status)> done);
@@ -72,6 +76,8 @@ class Daemon::Impl {
   void watch_guard();
   void restart_guard();
   void arm_signals();
+  Status start_commands();
+  void close_commands();
 
   asio::io_context& io;
   DaemonOptions options;
@@ -83,8 +89,12 @@ class Daemon::Impl {
   std::optional<supervisor::OrphanGuard> guard;
   std::unique_ptr<asio::posix::stream_descriptor> guard_watch;
   std::unique_ptr<supervisor::Supervisor> sup;
+  std::unique_ptr<UdfHealth> udf_health;  // after sup: destroyed before it
   std::unique_ptr<ManagerAdapter> adapter;
   std::unique_ptr<mgmt::Server> server;
+  std::string command_dir;
+  std::unique_ptr<LoopCaller> loop_caller;
+  std::unique_ptr<command::Monitor> commands;
   asio::signal_set signals;
   bool shutting_down = false;
   bool finished = false;
@@ -135,7 +145,15 @@ Status Daemon::Impl::start() {
 
   supervisor::SupervisorOptions sopts;
   sopts.guard = guard ? &*guard : nullptr;
+  if (config.command.enabled) {
+    command_dir = !config.command.dir.empty() ? config.command.dir : runtime_dir + "/cmd";
+    // Supervised programs find the daemon's command socket here (and may serve their own
+    // on the plugin listener of the same directory).
+    sopts.extra_env.push_back("AGENTRY_COMMAND_SOCKET=" + command::pipe_name(command_dir, command::Listener::kAgent));
+    sopts.extra_env.push_back("AGENTRY_COMMAND_DIR=" + command_dir);
+  }
   sup = std::make_unique<supervisor::Supervisor>(io, sopts);
+  udf_health = std::make_unique<UdfHealth>(io, *sup);
   if (guard) watch_guard();
 
   DaemonInfoSource info_source = [this] {
@@ -148,8 +166,9 @@ Status Daemon::Impl::start() {
     info.processes = static_cast<uint32_t>(sup->size());
     return info;
   };
-  adapter = std::make_unique<ManagerAdapter>(*sup, [this](std::function<void(Status)> done) { reload(std::move(done)); },
-                                             std::move(info_source));
+  adapter = std::make_unique<ManagerAdapter>(
+      *sup, [this](std::function<void(Status)> done) { reload(std::move(done)); }, std::move(info_source),
+      [this](const std::string& id) { return udf_health->describe(id); });
 
   socket_path = runtime_dir + "/manager.sock";
   mgmt::ServerOptions mopts;
@@ -157,6 +176,7 @@ Status Daemon::Impl::start() {
   mopts.manager = adapter.get();
   server = std::make_unique<mgmt::Server>(io, mopts);
   AGENTRY_RETURN_IF_ERROR(server->start());
+  if (config.command.enabled) AGENTRY_RETURN_IF_ERROR(start_commands());
 
   signals.add(SIGTERM);
   signals.add(SIGINT);
@@ -172,6 +192,32 @@ Status Daemon::Impl::start() {
   });
   sd_notify(fmt::format("READY=1\nSTATUS=supervising {} processes\nMAINPID={}", config.processes.size(), ::getpid()));
   return Status::ok();
+}
+
+Status Daemon::Impl::start_commands() {
+  command::MonitorOptions copts;
+  copts.dir = command_dir;
+  copts.mode = static_cast<mode_t>(config.command.mode);
+  copts.group = config.command.group;
+  copts.request_timeout = config.command.timeout;
+  copts.listener = command::Listener::kAgent;
+  loop_caller = std::make_unique<LoopCaller>(io);
+  commands = std::make_unique<command::Monitor>(copts);
+  BuiltinContext ctx;
+  ctx.supervisor = sup.get();
+  ctx.config = [this]() -> const DaemonConfig& { return config; };
+  ctx.reload = [this](std::function<void(Status)> done) { reload(std::move(done)); };
+  ctx.info = [this] { return adapter->info(); };
+  Status s = register_builtin_commands(*commands, *loop_caller, std::move(ctx));
+  if (!s.is_ok()) return s.with_context("command socket");
+  log->info("command socket listening on {}", commands->socket_path());
+  return Status::ok();
+}
+
+void Daemon::Impl::close_commands() {
+  // Release handlers waiting for the loop before the monitor joins its threads.
+  if (loop_caller) loop_caller->close();
+  commands.reset();
 }
 
 void Daemon::Impl::arm_signals() {
@@ -230,6 +276,9 @@ void Daemon::Impl::reload(std::function<void(Status)> done) {
     if (done) done(s);
     return;
   }
+  if (loaded->command != config.command) {
+    log->warn("reload: changes to the command section take effect at the next start of agentryd");
+  }
   config = std::move(loaded).value();
   if (auto level = log::parse_level(options.log_level.empty() ? config.log_level : options.log_level)) {
     log::setup({.level = *level, .journald = std::nullopt});
@@ -250,6 +299,8 @@ void Daemon::Impl::shutdown(std::function<void(Status)> done) {
   sd_notify("STOPPING=1");
   sup->shutdown([this, done = std::move(done)](Status s) {
     log->info("all processes stopped; exiting");
+    close_commands();
+    udf_health.reset();
     if (server) server->close();
     boost::system::error_code ignored;
     signals.cancel(ignored);

@@ -53,14 +53,19 @@ mgmt::Event to_mgmt_event(const supervisor::Event& e) {
 
 std::vector<mgmt::ListEntry> ManagerAdapter::list() {
   std::vector<mgmt::ListEntry> out;
-  for (const auto& s : sup_.list()) out.push_back(to_list_entry(s));
+  for (const auto& s : sup_.list()) {
+    out.push_back(to_list_entry(s));
+    if (udf_state_) out.back().udf = udf_state_(s.id);
+  }
   return out;
 }
 
 Result<mgmt::ListEntry> ManagerAdapter::status(std::string_view id) {
   auto s = sup_.status(id);
   if (!s) return s.status();
-  return to_list_entry(*s);
+  mgmt::ListEntry e = to_list_entry(*s);
+  if (udf_state_) e.udf = udf_state_(e.id);
+  return e;
 }
 
 void ManagerAdapter::start(std::string_view id, mgmt::Done done) { sup_.start(id, std::move(done)); }

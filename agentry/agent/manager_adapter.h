@@ -17,8 +17,11 @@ mgmt::Event to_mgmt_event(const supervisor::Event& e);
 
 class ManagerAdapter final : public mgmt::ManagerApi {
  public:
-  ManagerAdapter(supervisor::Supervisor& sup, ReloadFn reload, DaemonInfoSource info)
-      : sup_(sup), reload_(std::move(reload)), info_(std::move(info)) {}
+  // Extra text for a process's `udf` column (its UDF health), or "".
+  using UdfState = std::function<std::string(const std::string& id)>;
+
+  ManagerAdapter(supervisor::Supervisor& sup, ReloadFn reload, DaemonInfoSource info, UdfState udf_state = nullptr)
+      : sup_(sup), reload_(std::move(reload)), info_(std::move(info)), udf_state_(std::move(udf_state)) {}
 
   std::vector<mgmt::ListEntry> list() override;
   Result<mgmt::ListEntry> status(std::string_view id) override;
@@ -37,6 +40,7 @@ class ManagerAdapter final : public mgmt::ManagerApi {
   supervisor::Supervisor& sup_;
   ReloadFn reload_;
   DaemonInfoSource info_;
+  UdfState udf_state_;
 };
 
 }  // namespace agentry::agent

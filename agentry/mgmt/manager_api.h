@@ -34,6 +34,7 @@ struct ListEntry {
   std::string source;           // where its spec came from: file, stream, opamp
   std::string command;          // command line, for display
   int64_t next_restart_ns = 0;  // unix ns of the scheduled restart while restarting, else 0
+  std::string udf;              // socket UDF health and Info ("healthy; wants stream, ..."), or ""
   bool operator==(const ListEntry&) const = default;
 };
 

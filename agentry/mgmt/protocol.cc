@@ -102,7 +102,7 @@ void kv_bool(Packer& pk, std::string_view key, bool value) {
 // Keys and string values go out as MessagePack str, like the Go encoder writes them;
 // integers take msgpack-cxx's smallest form, which every decoder (Go's included) accepts.
 void put_entry(Packer& pk, const ListEntry& e) {
-  pk.pack_map(13);
+  pk.pack_map(e.udf.empty() ? 13 : 14);
   kv_str(pk, "id", e.id);
   kv_str(pk, "name", e.name);
   kv_str(pk, "state", e.state);
@@ -116,6 +116,7 @@ void put_entry(Packer& pk, const ListEntry& e) {
   kv_str(pk, "source", e.source);
   kv_str(pk, "cmd", e.command);
   kv_int(pk, "next", e.next_restart_ns);
+  if (!e.udf.empty()) kv_str(pk, "udf", e.udf);
 }
 
 // ===================================================================== decoding
@@ -279,6 +280,7 @@ Status read_value(const msgpack::object& o, const Path& path, ListEntry& e) {
     if (key == "source") return read_value(v, p, e.source);
     if (key == "cmd") return read_value(v, p, e.command);
     if (key == "next") return read_value(v, p, e.next_restart_ns);
+    if (key == "udf") return read_value(v, p, e.udf);
     return Status::ok();
   });
 }

@@ -277,6 +277,7 @@ class Process : public std::enable_shared_from_this<Process> {
   void stop(Done done);
   void restart(Done done);
   Status send_signal(int signo);
+  void unhealthy(std::string reason);
   // The child of spawn `generation` is a zombie (pidfd readable or SIGCHLD). A stale
   // notification for an earlier spawn is ignored: cancelling a wait cannot recall a
   // completion that was already queued.
@@ -357,7 +358,8 @@ class Process : public std::enable_shared_from_this<Process> {
   uint32_t restarts_ = 0;
   uint32_t quick_failures_ = 0;
   bool stop_requested_ = false;
-  bool queued_ = false;  // waiting in the supervisor's spawn queue (state starting, no pid)
+  bool queued_ = false;
+  bool automatic_restart_ = false;  // the pending stop+start is ours (health check), not an operator's  // waiting in the supervisor's spawn queue (state starting, no pid)
   bool start_after_stop_ = false;
   std::string last_exit_;
   std::string error_;
@@ -705,9 +707,12 @@ void Process::handle_exit(const ExitStatus& exit) {
     finish_waiters(stop_waiters_, Status::ok());
     if (start_after_stop_ && !sup_.shutting_down) {
       start_after_stop_ = false;
-      quick_failures_ = 0;
-      restarts_ = 0;
-      backoff_.reset();
+      if (!automatic_restart_) {  // an operator's restart forgives the past
+        quick_failures_ = 0;
+        restarts_ = 0;
+        backoff_.reset();
+      }
+      automatic_restart_ = false;
       spawn_now();
     } else {
       start_after_stop_ = false;
@@ -849,6 +854,16 @@ void Process::restart(Done done) {
     return;
   }
   start(std::move(done));
+}
+
+void Process::unhealthy(std::string reason) {
+  if (state_ != ProcessState::kRunning && state_ != ProcessState::kStarting) return;
+  emit(event_type::kUnhealthy, reason);
+  ++restarts_;
+  automatic_restart_ = true;
+  restart([id = spec_.id, log = sup_.log](Status s) {
+    if (!s.is_ok()) log->warn("{}: restart after a failed health check: {}", id, s.message());
+  });
 }
 
 Status Process::send_signal(int signo) {
@@ -1182,6 +1197,18 @@ void Supervisor::restart(std::string_view id, Done done) {
     return;
   }
   p->restart(std::move(done));
+}
+
+void Supervisor::mark_unhealthy(std::string_view id, int64_t pid, std::string reason) {
+  auto it = impl_->processes.find(id);
+  if (it == impl_->processes.end() || impl_->shutting_down) return;
+  if (pid != 0 && it->second->pid() != pid) return;  // about an earlier run
+  it->second->unhealthy(std::move(reason));
+}
+
+void Supervisor::publish_event(Event e) {
+  if (e.time == std::chrono::system_clock::time_point{}) e.time = SysClock::now();
+  impl_->publish(std::move(e));
 }
 
 Status Supervisor::signal(std::string_view id, int signo) {

@@ -45,6 +45,7 @@ inline constexpr std::string_view kRestarting = "process.restarting";
 inline constexpr std::string_view kFailed = "process.failed";
 inline constexpr std::string_view kRemoved = "process.removed";
 inline constexpr std::string_view kUpdated = "process.updated";
+inline constexpr std::string_view kUnhealthy = "process.unhealthy";
 inline constexpr std::string_view kLogOverflow = "log.overflow";
 inline constexpr std::string_view kShutdownStarted = "system.shutdown_started";
 inline constexpr std::string_view kShutdownComplete = "system.shutdown_complete";
@@ -123,6 +124,13 @@ class Supervisor {
   void stop(std::string_view id, Done done);
   void restart(std::string_view id, Done done);
   Status signal(std::string_view id, int signo);  // to the whole process group
+  // A health check failed while `id` ran as pid `pid`: publishes process.unhealthy with the
+  // reason, keeps it as the process's error and restarts it (counted as a restart). A
+  // report about an earlier pid (the process restarted meanwhile) is ignored.
+  void mark_unhealthy(std::string_view id, int64_t pid, std::string reason);
+  // Publishes an event from another component (a health check, a config source) to every
+  // subscriber, stamped with the current time when `e.time` is unset.
+  void publish_event(Event e);
   // Stops everything (in parallel); no restart happens afterwards.
   void shutdown(Done done);
 
