@@ -144,7 +144,10 @@ void UdfHealth::Impl::run(const std::shared_ptr<Checker>& c) {
   if (!info) {
     report("Info failed: " + info.status().message());
   } else {
-    const std::string described = udf::describe_info(*info);
+    // describe_info() is multi-line; status rows and events want one line.
+    std::string described;
+    for (char ch : udf::describe_info(*info)) described += ch == '\n' ? std::string("; ") : std::string(1, ch);
+    while (described.size() >= 2 && described.compare(described.size() - 2, 2, "; ") == 0) described.resize(described.size() - 2);
     {
       std::lock_guard lock(mu);
       infos[c->id] = *info;
