@@ -35,6 +35,7 @@
 
 #include "agentry/base/log.h"
 #include "agentry/base/unique_fd.h"
+#include "agentry/base/unix_socket.h"
 
 namespace agentry::command {
 
@@ -86,138 +87,6 @@ Result<std::optional<gid_t>> resolve_group(const std::string& group) {
     if (found == nullptr) return not_found(fmt::format("there is no group named \"{}\"", group));
     return std::optional<gid_t>(entry.gr_gid);
   }
-}
-
-Status apply_group(const std::string& path, std::optional<gid_t> gid) {
-  if (!gid) return Status::ok();
-  if (::chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
-    return Status::from_errno(errno, fmt::format("setting the group of {} to {}", path, *gid));
-  }
-  return Status::ok();
-}
-
-// Makes `dir` (and missing parents) and leaves it with at most `mode`, owned by us and,
-// when given, by `gid`.
-Status prepare_directory(std::string dir, mode_t mode, std::optional<gid_t> gid, spdlog::logger& logger) {
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-  if (dir.empty()) return invalid_argument("the command socket directory is empty");
-
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT) return Status::from_errno(errno, fmt::format("checking directory {}", dir));
-    // Parents are made like `mkdir -p` does (0755 less the umask): group members must be
-    // able to pass through them to reach the socket directory.
-    for (std::size_t slash = dir.find('/', 1); slash != std::string::npos; slash = dir.find('/', slash + 1)) {
-      const std::string parent = dir.substr(0, slash);
-      if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) {
-        return Status::from_errno(errno, fmt::format("creating directory {}", parent));
-      }
-    }
-    // Owner-only until the group is right, then exactly `mode` whatever the umask took away.
-    if (::mkdir(dir.c_str(), 0700) == 0) {
-      AGENTRY_RETURN_IF_ERROR(apply_group(dir, gid));
-      if (::chmod(dir.c_str(), mode) != 0) {
-        return Status::from_errno(errno, fmt::format("setting the mode of {} to {:04o}", dir, mode));
-      }
-      logger.info("created command socket directory {} (mode {:04o})", dir, mode);
-      return Status::ok();
-    }
-    if (errno != EEXIST) return Status::from_errno(errno, fmt::format("creating directory {}", dir));
-    if (::lstat(dir.c_str(), &st) != 0) return Status::from_errno(errno, fmt::format("checking directory {}", dir));
-  }
-
-  if (S_ISLNK(st.st_mode)) {
-    return permission_denied(fmt::format("{} is a symbolic link; refusing to put the command socket there", dir));
-  }
-  if (!S_ISDIR(st.st_mode)) return failed_precondition(fmt::format("{} exists and is not a directory", dir));
-  if (st.st_uid != ::geteuid()) {
-    return permission_denied(fmt::format("{} is owned by uid {}, not by this process's uid {}; refusing to put the "
-                                         "command socket there",
-                                         dir, st.st_uid, ::geteuid()));
-  }
-  if (gid && st.st_gid != *gid) AGENTRY_RETURN_IF_ERROR(apply_group(dir, gid));
-  const mode_t current = st.st_mode & 07777;
-  if ((current & ~mode) != 0) {
-    const mode_t narrowed = current & mode;
-    if (::chmod(dir.c_str(), narrowed) != 0) {
-      return Status::from_errno(errno, fmt::format("narrowing the mode of {} to {:04o}", dir, narrowed));
-    }
-    logger.info("narrowed the mode of {} from {:04o} to {:04o}", dir, current, narrowed);
-  }
-  return Status::ok();
-}
-
-sockaddr_un socket_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.data(), path.size());  // the caller checked that it fits
-  return addr;
-}
-
-// A socket file nobody listens on any more (its process died) is removed; a live one is an
-// error, as is any other kind of file at that path.
-Status remove_stale_socket(const std::string& path, spdlog::logger& logger) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return Status::ok();
-    return Status::from_errno(errno, fmt::format("checking {}", path));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return failed_precondition(fmt::format("{} exists and is not a socket; refusing to replace it", path));
-  }
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe) return Status::from_errno(errno, "creating a socket");
-  const sockaddr_un addr = socket_address(path);
-  // Non-blocking: a live listener with a full backlog answers EAGAIN instead of stalling us.
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 || errno == EAGAIN) {
-    return already_exists(fmt::format("another process is listening on {}", path));
-  }
-  const int err = errno;
-  if (err == ENOENT) return Status::ok();  // removed meanwhile
-  if (err != ECONNREFUSED) return Status::from_errno(err, fmt::format("probing the existing socket {}", path));
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::from_errno(errno, fmt::format("removing the stale socket {}", path));
-  }
-  logger.info("removed stale command socket {}", path);
-  return Status::ok();
-}
-
-struct BoundSocket {
-  UniqueFd fd;
-  dev_t dev = 0;
-  ino_t ino = 0;
-};
-
-// Creates the listening socket at `path` with `mode`, never wider on the way there.
-Result<BoundSocket> bind_socket(const std::string& path, mode_t mode, std::optional<gid_t> gid) {
-  BoundSocket bound;
-  // Blocking: the accepting threads wait in accept4() itself.
-  bound.fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!bound.fd) return Status::from_errno(errno, "creating a socket");
-  // bind() creates the file with the socket inode's mode less the umask. Narrowing the
-  // inode to 0600 first works like a umask of 0177 for this one socket; umask(2) itself is
-  // process-wide, and changing it here would race with other threads creating files.
-  if (::fchmod(bound.fd.get(), 0600) != 0) return Status::from_errno(errno, "setting the mode of a new socket");
-  const sockaddr_un addr = socket_address(path);
-  if (::bind(bound.fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::from_errno(errno, fmt::format("binding {}", path));
-  }
-  auto fail = [&](Status status) -> Result<BoundSocket> {
-    ::unlink(path.c_str());
-    return status;
-  };
-  if (Status s = apply_group(path, gid); !s) return fail(std::move(s));
-  if (::chmod(path.c_str(), mode) != 0) {
-    return fail(Status::from_errno(errno, fmt::format("setting the mode of {} to {:04o}", path, mode)));
-  }
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return fail(Status::from_errno(errno, fmt::format("checking {}", path)));
-  bound.dev = st.st_dev;
-  bound.ino = st.st_ino;
-  if (::listen(bound.fd.get(), SOMAXCONN) != 0) {
-    return fail(Status::from_errno(errno, fmt::format("listening on {}", path)));
-  }
-  return bound;
 }
 
 // ---------------------------------------------------------------- handler threads
@@ -755,16 +624,20 @@ Status Monitor::Impl::start_listening() {
   if ((options_.mode & ~mode_t{0777}) != 0) {
     return invalid_argument(fmt::format("mode {:04o} has bits outside 0777", options_.mode));
   }
-  if (path_.size() >= sizeof(sockaddr_un::sun_path)) {
-    return invalid_argument(fmt::format("socket path {} is {} bytes long; a unix socket path must be shorter than {}",
-                                        path_, path_.size(), sizeof(sockaddr_un::sun_path)));
-  }
+  AGENTRY_RETURN_IF_ERROR(check_unix_socket_path(path_, "command socket"));
   Result<std::optional<gid_t>> gid = resolve_group(options_.group);
   if (!gid) return gid.status();
-  AGENTRY_RETURN_IF_ERROR(prepare_directory(options_.dir, options_.mode, *gid, *logger_));
-  AGENTRY_RETURN_IF_ERROR(remove_stale_socket(path_, *logger_));
+  SocketDirPolicy policy;
+  policy.mode = options_.mode;
+  policy.group = *gid;
+  // Group members must be able to pass through the parents to reach the socket directory.
+  policy.parent_mode = 0755;
+  policy.narrow_existing = true;
+  policy.what = "command socket";
+  AGENTRY_RETURN_IF_ERROR(prepare_socket_dir(options_.dir, policy, *logger_));
+  AGENTRY_RETURN_IF_ERROR(remove_stale_socket(path_, "command socket", *logger_));
   const mode_t socket_mode = (options_.mode & 0666) | 0600;
-  Result<BoundSocket> bound = bind_socket(path_, socket_mode, *gid);
+  Result<BoundUnixSocket> bound = bind_unix_socket(path_, socket_mode, *gid);
   if (!bound) return bound.status();
   {
     std::lock_guard lock(mu_);
@@ -798,11 +671,8 @@ void Monitor::Impl::stop_listening() {
   // descriptor closes when the last of them drops its reference.
   if (socket) ::shutdown(socket->fd.get(), SHUT_RDWR);
   socket.reset();
-  struct stat st {};
-  if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
-    if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
-      logger_->warn("could not remove the command socket {}: {}", path_, std::strerror(errno));
-    }
+  if (!remove_own_socket_file(path_, socket_dev_, socket_ino_)) {
+    logger_->warn("{} is no longer our command socket; leaving it in place", path_);
   }
   listening_.store(false, std::memory_order_release);
   logger_->info("command socket {} closed", path_);

@@ -23,6 +23,7 @@
 
 #include "agentry/base/log.h"
 #include "agentry/base/unique_fd.h"
+#include "agentry/base/unix_socket.h"
 #include "agentry/mgmt/protocol.h"
 #include "agentry/wire/mgmt_frame.h"
 
@@ -45,92 +46,6 @@ constexpr size_t kMaxLogPiece = size_t{1} << 20;
 constexpr size_t kMaxSnapshot = wire::kMgmtMaxPayload - (size_t{64} << 10);
 // Write buffers bigger than this are released once written, instead of kept for reuse.
 constexpr size_t kRetainedWriteCapacity = size_t{256} << 10;
-
-// ---------------------------------------------------------------- the socket file
-
-Status check_socket_path(const std::string& path) {
-  if (path.empty()) return invalid_argument("the management socket path is empty");
-  if (path.find('\0') != std::string::npos) return invalid_argument("the management socket path contains a NUL byte");
-  constexpr size_t kMax = sizeof(sockaddr_un::sun_path);
-  if (path.size() >= kMax) {
-    return invalid_argument(fmt::format(
-        "socket path {} is {} bytes long; a unix socket path must be shorter than {} bytes", path, path.size(), kMax));
-  }
-  return Status::ok();
-}
-
-sockaddr_un socket_address(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.data(), path.size());  // checked to fit, NUL from {}
-  return addr;
-}
-
-// The directory holding the socket is what really keeps other users out (connect() needs
-// search permission on it), so it must be ours and closed to everyone else.
-Status prepare_directory(const std::string& dir) {
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT) return Status::from_errno(errno, fmt::format("checking directory {}", dir));
-    // Create the missing components, each 0700.
-    for (size_t slash = dir.find('/', 1); slash != std::string::npos; slash = dir.find('/', slash + 1)) {
-      const std::string prefix = dir.substr(0, slash);
-      if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-        return Status::from_errno(errno, fmt::format("creating directory {}", prefix));
-      }
-    }
-    if (::mkdir(dir.c_str(), 0700) == 0) {
-      ::chmod(dir.c_str(), 0700);  // in case the umask took owner bits away
-    } else if (errno != EEXIST) {
-      return Status::from_errno(errno, fmt::format("creating directory {}", dir));
-    }
-    if (::lstat(dir.c_str(), &st) != 0) return Status::from_errno(errno, fmt::format("checking directory {}", dir));
-  }
-  if (S_ISLNK(st.st_mode)) {
-    return permission_denied(fmt::format("{} is a symbolic link; refusing to put the management socket there", dir));
-  }
-  if (!S_ISDIR(st.st_mode)) return failed_precondition(fmt::format("{} exists and is not a directory", dir));
-  if (st.st_uid != ::geteuid()) {
-    return permission_denied(
-        fmt::format("{} is owned by uid {}, not by this daemon's uid {}; refusing to put the management socket there",
-                    dir, st.st_uid, ::geteuid()));
-  }
-  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return permission_denied(
-        fmt::format("{} is writable by group or others (mode {:04o}); refusing to put the management socket there", dir,
-                    st.st_mode & 07777));
-  }
-  return Status::ok();
-}
-
-// A socket file left behind by a daemon that died is removed; one somebody still listens
-// on is left alone.
-Status clear_stale_socket(const std::string& path, spdlog::logger& logger) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return Status::ok();
-    return Status::from_errno(errno, fmt::format("checking {}", path));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return failed_precondition(fmt::format("{} exists and is not a socket; refusing to replace it", path));
-  }
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe) return Status::from_errno(errno, "socket");
-  const sockaddr_un addr = socket_address(path);
-  // Non-blocking, so that a listener with a full backlog (EAGAIN) cannot stall start().
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 || errno == EAGAIN ||
-      errno == EINPROGRESS) {
-    return already_exists(fmt::format("another daemon is listening on {}", path));
-  }
-  const int err = errno;
-  if (err == ENOENT) return Status::ok();  // it went away meanwhile
-  if (err != ECONNREFUSED) return Status::from_errno(err, fmt::format("probing the existing socket {}", path));
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return Status::from_errno(errno, fmt::format("removing the stale socket {}", path));
-  }
-  logger.info("removed stale management socket {}", path);
-  return Status::ok();
-}
 
 }  // namespace
 
@@ -586,41 +501,23 @@ Status Server::Impl::start() {
   if (started_) return failed_precondition("the management server was already started");
   if (options_.manager == nullptr) return invalid_argument("ServerOptions.manager is not set");
   const std::string& path = options_.socket_path;
-  AGENTRY_RETURN_IF_ERROR(check_socket_path(path));
+  AGENTRY_RETURN_IF_ERROR(check_unix_socket_path(path, "management socket"));
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
-  AGENTRY_RETURN_IF_ERROR(prepare_directory(dir));
-  AGENTRY_RETURN_IF_ERROR(clear_stale_socket(path, *logger_));
-
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return Status::from_errno(errno, "socket");
-  const sockaddr_un addr = socket_address(path);
-  // The file bind() creates takes its mode from the umask: 0177 makes it 0600 from the
-  // start, so there is no moment in which another user could connect. (umask is
-  // process-wide; start() is meant to run early, before other threads create files.)
-  const mode_t old_umask = ::umask(0177);
-  const int bound = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-  const int bind_errno = errno;
-  ::umask(old_umask);
-  if (bound != 0) {
-    if (bind_errno == EADDRINUSE) {
-      return already_exists(fmt::format("another daemon is listening on {} (it appeared while starting)", path));
-    }
-    return Status::from_errno(bind_errno, fmt::format("binding {}", path));
-  }
-  struct stat st {};
-  if (::chmod(path.c_str(), 0600) != 0 || ::lstat(path.c_str(), &st) != 0) {
-    const Status failed = Status::from_errno(errno, fmt::format("securing {}", path));
-    ::unlink(path.c_str());
-    return failed;
-  }
-  socket_dev_ = st.st_dev;
-  socket_ino_ = st.st_ino;
-  if (::listen(fd.get(), SOMAXCONN) != 0) {
-    const Status failed = Status::from_errno(errno, fmt::format("listening on {}", path));
-    ::unlink(path.c_str());
-    return failed;
-  }
+  // The directory is what really keeps other users out (connect() needs search permission
+  // on it), so it must be ours and closed to everyone else.
+  SocketDirPolicy policy;
+  policy.mode = 0700;
+  policy.parent_mode = 0700;
+  policy.narrow_existing = false;
+  policy.what = "management socket";
+  AGENTRY_RETURN_IF_ERROR(prepare_socket_dir(dir, policy, *logger_));
+  AGENTRY_RETURN_IF_ERROR(remove_stale_socket(path, "management socket", *logger_));
+  Result<BoundUnixSocket> bound = bind_unix_socket(path, 0600, std::nullopt);
+  if (!bound) return bound.status();
+  UniqueFd fd = std::move(bound->fd);
+  socket_dev_ = bound->dev;
+  socket_ino_ = bound->ino;
   ErrorCode ec;
   acceptor_.assign(asio::local::stream_protocol(), fd.get(), ec);
   if (ec) {
@@ -687,14 +584,9 @@ void Server::Impl::forget(uint64_t id) {
 }
 
 void Server::Impl::remove_socket_file() {
-  struct stat st {};
-  const std::string& path = options_.socket_path;
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (st.st_dev != socket_dev_ || st.st_ino != socket_ino_) {
-    logger_->warn("{} is no longer our socket; leaving it in place", path);
-    return;
+  if (!remove_own_socket_file(options_.socket_path, socket_dev_, socket_ino_)) {
+    logger_->warn("{} is no longer our socket; leaving it in place", options_.socket_path);
   }
-  if (::unlink(path.c_str()) != 0) logger_->warn("removing {}: {}", path, std::strerror(errno));
 }
 
 void Server::Impl::close() {

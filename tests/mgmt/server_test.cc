@@ -374,7 +374,7 @@ TEST_F(ServerTest, LiveSocketIsNotTakenOver) {
   Server second(other_io, options());
   const Status refused = second.start();
   ASSERT_FALSE(refused.is_ok());
-  EXPECT_EQ(refused.message(), "another daemon is listening on " + socket_path_);
+  EXPECT_EQ(refused.message(), "another process is listening on " + socket_path_);
   // The first server is untouched, socket file included.
   Client client = connect();
   EXPECT_TRUE(client.list().is_ok());
