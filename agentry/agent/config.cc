@@ -22,6 +22,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "agentry/base/unique_fd.h"
+#include "agentry/net/url.h"
 
 namespace agentry::agent {
 namespace {
@@ -460,6 +461,10 @@ class Parser {
   Status read_rotate(const Field& f, supervisor::RotateSpec& r);
   Status read_udf(const Field& f, supervisor::UdfSpec& u);
   Status read_command(const Field& f, CommandConfig& c);
+  Status read_tls(const Field& f, TlsSettings& t);
+  Status read_remote_url(const Field& f, std::span<const std::string_view> schemes, std::string& out) const;
+  Status read_autoconfig(const Field& f, AutoconfigConfig& a);
+  Status read_opamp(const Field& f, OpampConfig& o);
 
   std::string_view source_;
   // Where each value of the current process is, by field path, so that a message from
@@ -673,8 +678,10 @@ Status Parser::config(const YAML::Node& root, DaemonConfig& cfg) {
       AGENTRY_RETURN_IF_ERROR(read_processes(v, cfg.processes));
     } else if (e.key == "command") {
       AGENTRY_RETURN_IF_ERROR(read_command(v, cfg.command));
-    } else if (e.key == "autoconfig" || e.key == "opamp") {
-      // Sections of other config sources; they read them themselves.
+    } else if (e.key == "autoconfig") {
+      AGENTRY_RETURN_IF_ERROR(read_autoconfig(v, cfg.autoconfig));
+    } else if (e.key == "opamp") {
+      AGENTRY_RETURN_IF_ERROR(read_opamp(v, cfg.opamp));
     } else if (std::find(std::begin(kProcessKeys), std::end(kProcessKeys), e.key) != std::end(kProcessKeys)) {
       // Most likely a process's key that lost its indentation.
       return error(e.key_mark, e.key, "unknown key at the top level, expected it inside an item of processes");
@@ -714,6 +721,151 @@ Status Parser::read_command(const Field& f, CommandConfig& c) {
       return unknown_key(m, e, kKeys);
     }
   }
+  return Status::ok();
+}
+
+Status Parser::read_tls(const Field& f, TlsSettings& t) {
+  static constexpr std::string_view kKeys[] = {"ca", "ca_file", "cert", "cert_file", "key", "key_file",
+                                               "insecure_skip_verify"};
+  MapView m;
+  AGENTRY_RETURN_IF_ERROR(open_map(f, "a map with keys ca, cert, key, insecure_skip_verify", m));
+  for (const Entry& e : m.entries) {
+    const Field v = field(m, e);
+    if (e.key == "ca" || e.key == "ca_file") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a PEM file path", t.ca_file));
+    } else if (e.key == "cert" || e.key == "cert_file") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a PEM file path", t.cert_file));
+    } else if (e.key == "key" || e.key == "key_file") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a PEM file path", t.key_file));
+    } else if (e.key == "insecure_skip_verify") {
+      AGENTRY_RETURN_IF_ERROR(read_bool(v, t.insecure_skip_verify));
+    } else {
+      return unknown_key(m, e, kKeys);
+    }
+  }
+  if (t.cert_file.empty() != t.key_file.empty()) {
+    return error(f.mark, f.path, "a client certificate needs both cert and key");
+  }
+  return Status::ok();
+}
+
+Status Parser::read_remote_url(const Field& f, std::span<const std::string_view> schemes, std::string& out) const {
+  std::string wanted;
+  for (auto s : schemes) wanted += (wanted.empty() ? "" : ", ") + std::string(s) + "://";
+  AGENTRY_RETURN_IF_ERROR(read_string(f, "a URL starting with " + wanted, out));
+  auto url = net::Url::parse(out);
+  if (!url) return error(f.mark, f.path, url.status().message());
+  if (std::find(schemes.begin(), schemes.end(), url->scheme) == schemes.end()) {
+    return expected(f, "a URL starting with " + wanted);
+  }
+  return Status::ok();
+}
+
+Status Parser::read_autoconfig(const Field& f, AutoconfigConfig& a) {
+  static constexpr std::string_view kKeys[] = {"enabled", "url", "key", "key_file", "ca", "tls", "read_timeout",
+                                               "initial_retry_delay"};
+  static constexpr std::string_view kSchemes[] = {"http", "https"};
+  a = AutoconfigConfig{};
+  if (f.node.IsNull()) return Status::ok();
+  MapView m;
+  AGENTRY_RETURN_IF_ERROR(open_map(f, "a map with keys url, key (or key_file), ca, read_timeout", m));
+  a.enabled = true;
+  std::string ca;
+  for (const Entry& e : m.entries) {
+    const Field v = field(m, e);
+    if (e.key == "enabled") {
+      AGENTRY_RETURN_IF_ERROR(read_bool(v, a.enabled));
+    } else if (e.key == "url") {
+      AGENTRY_RETURN_IF_ERROR(read_remote_url(v, kSchemes, a.url));
+    } else if (e.key == "key") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "the stream key", a.key));
+    } else if (e.key == "key_file") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a file path", a.key_file));
+    } else if (e.key == "ca") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a PEM file path", ca));
+    } else if (e.key == "tls") {
+      AGENTRY_RETURN_IF_ERROR(read_tls(v, a.tls));
+    } else if (e.key == "read_timeout") {
+      AGENTRY_RETURN_IF_ERROR(read_duration(v, a.read_timeout));
+      if (a.read_timeout.count() <= 0) return expected(v, "a positive duration");
+    } else if (e.key == "initial_retry_delay") {
+      AGENTRY_RETURN_IF_ERROR(read_duration(v, a.initial_retry_delay));
+      if (a.initial_retry_delay.count() <= 0) return expected(v, "a positive duration");
+    } else {
+      return unknown_key(m, e, kKeys);
+    }
+  }
+  if (!ca.empty()) a.tls.ca_file = ca;
+  if (!a.enabled) return Status::ok();
+  if (a.url.empty()) return error(f.mark, f.path, "missing required key 'url'");
+  if (a.key.empty() == a.key_file.empty()) return error(f.mark, f.path, "expected exactly one of 'key' and 'key_file'");
+  return Status::ok();
+}
+
+Status Parser::read_opamp(const Field& f, OpampConfig& o) {
+  static constexpr std::string_view kKeys[] = {"enabled", "endpoint", "headers", "tls", "heartbeat", "instance_uid",
+                                               "compression", "signature_public_key", "download_report_interval",
+                                               "capabilities"};
+  static constexpr std::string_view kCapabilities[] = {
+      "accepts_remote_config",   "reports_effective_config",    "reports_health",
+      "accepts_packages",        "accepts_restart_command",     "accepts_connection_settings",
+      "reports_available_components", "accepts_commands"};
+  static constexpr std::string_view kSchemes[] = {"ws", "wss", "http", "https"};
+  o = OpampConfig{};
+  if (f.node.IsNull()) return Status::ok();
+  MapView m;
+  AGENTRY_RETURN_IF_ERROR(open_map(f, "a map with keys endpoint, headers, tls, heartbeat, capabilities", m));
+  o.enabled = true;
+  for (const Entry& e : m.entries) {
+    const Field v = field(m, e);
+    if (e.key == "enabled") {
+      AGENTRY_RETURN_IF_ERROR(read_bool(v, o.enabled));
+    } else if (e.key == "endpoint") {
+      AGENTRY_RETURN_IF_ERROR(read_remote_url(v, kSchemes, o.endpoint));
+    } else if (e.key == "headers") {
+      MapView hm;
+      AGENTRY_RETURN_IF_ERROR(open_map(v, "a map of header names to values", hm));
+      for (const Entry& he : hm.entries) {
+        const Field hv = field(hm, he);
+        std::string value;
+        AGENTRY_RETURN_IF_ERROR(read_string(hv, "a header value", value));
+        o.headers[he.key] = value;
+      }
+    } else if (e.key == "tls") {
+      AGENTRY_RETURN_IF_ERROR(read_tls(v, o.tls));
+    } else if (e.key == "heartbeat") {
+      AGENTRY_RETURN_IF_ERROR(read_duration(v, o.heartbeat));
+    } else if (e.key == "instance_uid") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "a UUID like 0192f3a4-...", o.instance_uid));
+    } else if (e.key == "compression") {
+      AGENTRY_RETURN_IF_ERROR(read_bool(v, o.compression));
+    } else if (e.key == "signature_public_key") {
+      AGENTRY_RETURN_IF_ERROR(read_string(v, "an Ed25519 public key PEM file path", o.signature_public_key_file));
+    } else if (e.key == "download_report_interval") {
+      AGENTRY_RETURN_IF_ERROR(read_duration(v, o.download_report_interval));
+      if (o.download_report_interval < std::chrono::seconds(1)) return expected(v, "a duration of at least 1s");
+    } else if (e.key == "capabilities") {
+      MapView cm;
+      AGENTRY_RETURN_IF_ERROR(open_map(v, "a map of capability names to true or false", cm));
+      for (const Entry& ce : cm.entries) {
+        const Field cv = field(cm, ce);
+        bool* flag = ce.key == "accepts_remote_config"          ? &o.accepts_remote_config
+                     : ce.key == "reports_effective_config"     ? &o.reports_effective_config
+                     : ce.key == "reports_health"               ? &o.reports_health
+                     : ce.key == "accepts_packages"             ? &o.accepts_packages
+                     : ce.key == "accepts_restart_command"      ? &o.accepts_restart_command
+                     : ce.key == "accepts_connection_settings"  ? &o.accepts_connection_settings
+                     : ce.key == "reports_available_components" ? &o.reports_available_components
+                     : ce.key == "accepts_commands"             ? &o.accepts_commands
+                                                                : nullptr;
+        if (flag == nullptr) return unknown_key(cm, ce, kCapabilities);
+        AGENTRY_RETURN_IF_ERROR(read_bool(cv, *flag));
+      }
+    } else {
+      return unknown_key(m, e, kKeys);
+    }
+  }
+  if (o.enabled && o.endpoint.empty()) return error(f.mark, f.path, "missing required key 'endpoint'");
   return Status::ok();
 }
 

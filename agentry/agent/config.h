@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,51 @@ struct CommandConfig {
   bool operator==(const CommandConfig&) const = default;
 };
 
+// TLS for a remote control plane. Verification is on unless insecure_skip_verify.
+struct TlsSettings {
+  std::string ca_file;    // PEM bundle; empty: the system trust store
+  std::string cert_file;  // client certificate (mutual TLS), with key_file
+  std::string key_file;
+  bool insecure_skip_verify = false;
+  bool operator==(const TlsSettings&) const = default;
+};
+
+// The SSE auto-configuration stream (`autoconfig:` section): processes put, patched and
+// deleted by a remote server (docs/autoconfig.md). Absent section: disabled.
+struct AutoconfigConfig {
+  bool enabled = false;
+  std::string url;       // the stream's full URL, http:// or https://
+  std::string key;       // sent as the Authorization header, or:
+  std::string key_file;  // a file holding the key (one line), to keep it out of the config
+  TlsSettings tls;       // `ca: FILE` is short for tls.ca_file
+  supervisor::Duration read_timeout = std::chrono::minutes(5);
+  supervisor::Duration initial_retry_delay = std::chrono::seconds(1);
+  bool operator==(const AutoconfigConfig&) const = default;
+};
+
+// OpAMP management (`opamp:` section, docs/opamp.md). Absent section: disabled.
+struct OpampConfig {
+  bool enabled = false;
+  std::string endpoint;  // ws://, wss:// (WebSocket) or http://, https:// (polling)
+  std::map<std::string, std::string> headers;
+  TlsSettings tls;
+  supervisor::Duration heartbeat = std::chrono::seconds(30);
+  std::string instance_uid;  // a UUID; empty: generated once and kept in the state dir
+  bool compression = false;
+  std::string signature_public_key_file;  // Ed25519 PEM; packages must be signed with it
+  supervisor::Duration download_report_interval = std::chrono::seconds(10);
+  // Capabilities offered to the server, all on by default; each can be switched off.
+  bool accepts_remote_config = true;
+  bool reports_effective_config = true;
+  bool reports_health = true;
+  bool accepts_packages = true;
+  bool accepts_restart_command = true;
+  bool accepts_connection_settings = true;
+  bool reports_available_components = true;
+  bool accepts_commands = true;  // custom capability io.agentry.command
+  bool operator==(const OpampConfig&) const = default;
+};
+
 struct DaemonConfig {
   std::string source;       // file path, or a name such as "<opamp>", used in messages
   std::string runtime_dir;  // empty: the daemon picks its default
@@ -44,13 +90,13 @@ struct DaemonConfig {
   std::string log_level = "info";  // trace, debug, info, warn, error, critical, off
   std::vector<supervisor::ProcessSpec> processes;  // in file order, ids unique, validated
   CommandConfig command;
+  AutoconfigConfig autoconfig;
+  OpampConfig opamp;
   std::string text;         // the original text, byte for byte
 };
 
 // Parses a whole configuration. An empty document, or an empty `processes:`, is a valid
-// configuration with no processes. The sections `command`, `autoconfig` and `opamp` are
-// accepted and not interpreted here, except `command` (CommandConfig). Each process
-// passes ProcessSpec::validate().
+// configuration with no processes. Each process passes ProcessSpec::validate().
 Result<DaemonConfig> parse_config(std::string_view yaml_text, std::string_view source_name);
 
 // Reads `path` and parses it with the path as the source name. A missing file gives

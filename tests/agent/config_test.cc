@@ -186,20 +186,6 @@ TEST(Config, KeepsTheOriginalText) {
   EXPECT_EQ(cfg.log_level, "warn");
 }
 
-TEST(Config, ReservedSectionsAreAcceptedWhateverTheirContent) {
-  const DaemonConfig cfg = parse_ok(doc({
-      "command: {enabled: true, dir: /run/agentry/cmd, mode: \"0770\", group: agentry, timeout: 10s}",
-      "autoconfig: {url: \"https://example.com/sse\", key: abc, anything: [1, 2]}",
-      "opamp:",
-      "  endpoint: wss://example.com/v1/opamp",
-      "  headers: {}",
-      "  not_yet_known: 1",
-      "processes:",
-      "  - {id: a, command: x}",
-  }));
-  EXPECT_EQ(cfg.processes.size(), 1u);
-}
-
 TEST(Config, LogLevels) {
   for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
     EXPECT_EQ(parse_ok(std::string("log_level: ") + level + "\n").log_level, level);
@@ -779,6 +765,85 @@ TEST(CommandSection, ErrorsNameTheField) {
       << unknown.status().message();
   auto zero = parse_config("command: {timeout: 0s}\n", "c.yaml");
   EXPECT_FALSE(zero.is_ok());
+}
+
+TEST(AutoconfigSection, AbsentDisabledAndEveryKeyParsed) {
+  EXPECT_FALSE(parse_ok("processes: []\n").autoconfig.enabled);
+  const DaemonConfig cfg = parse_ok(doc({
+      "autoconfig:",
+      "  url: https://relay.example/relay_auto_config",
+      "  key_file: /etc/agentry/stream.key",
+      "  ca: /etc/agentry/ca.pem",
+      "  read_timeout: 90s",
+      "  initial_retry_delay: 250ms",
+  }));
+  const AutoconfigConfig& a = cfg.autoconfig;
+  EXPECT_TRUE(a.enabled);
+  EXPECT_EQ(a.url, "https://relay.example/relay_auto_config");
+  EXPECT_EQ(a.key_file, "/etc/agentry/stream.key");
+  EXPECT_EQ(a.tls.ca_file, "/etc/agentry/ca.pem");
+  EXPECT_EQ(a.read_timeout, 90s);
+  EXPECT_EQ(a.initial_retry_delay, 250ms);
+  EXPECT_FALSE(parse_ok("autoconfig: {enabled: false}\n").autoconfig.enabled);
+}
+
+TEST(AutoconfigSection, ErrorsNameTheField) {
+  EXPECT_EQ(parse_error("autoconfig: {url: \"ftp://x/\", key: k}\n"),
+            "t.yaml:1:19: autoconfig.url: URL scheme \"ftp\" is not supported (expected http, https, ws, wss or socks5)");
+  EXPECT_EQ(parse_error("autoconfig: {url: \"wss://x/\", key: k}\n"),
+            "t.yaml:1:19: autoconfig.url: expected a URL starting with http://, https://, got 'wss://x/'");
+  EXPECT_EQ(parse_error("autoconfig: {url: \"https://x/\"}\n"),
+            "t.yaml:1:13: autoconfig: expected exactly one of 'key' and 'key_file'");
+  EXPECT_EQ(parse_error("autoconfig: {key: k}\n"), "t.yaml:1:13: autoconfig: missing required key 'url'");
+  EXPECT_NE(parse_error("autoconfig: {url: \"https://x/\", key: k, read_timout: 1s}\n").find("did you mean 'read_timeout'"),
+            std::string::npos);
+  EXPECT_EQ(parse_error("autoconfig: {url: \"https://x/\", key: k, tls: {cert: c.pem}}\n"),
+            "t.yaml:1:46: autoconfig.tls: a client certificate needs both cert and key");
+}
+
+TEST(OpampSection, DefaultsAndEveryKeyParsed) {
+  const DaemonConfig plain = parse_ok(doc({"opamp: {endpoint: \"ws://127.0.0.1:4320/v1/opamp\"}"}));
+  EXPECT_TRUE(plain.opamp.enabled);
+  EXPECT_EQ(plain.opamp.heartbeat, 30s);
+  EXPECT_TRUE(plain.opamp.accepts_remote_config);
+  EXPECT_TRUE(plain.opamp.accepts_commands);
+  EXPECT_FALSE(plain.opamp.tls.insecure_skip_verify);
+
+  const DaemonConfig cfg = parse_ok(doc({
+      "opamp:",
+      "  endpoint: https://fleet.example/v1/opamp",
+      "  headers: {Authorization: \"Secret-Key abc\"}",
+      "  tls: {ca: ca.pem, cert: c.pem, key: c.key}",
+      "  heartbeat: 15s",
+      "  instance_uid: 0192f3a4-5b6c-7d8e-9f00-112233445566",
+      "  compression: true",
+      "  signature_public_key: /etc/agentry/packages.pub",
+      "  download_report_interval: 2s",
+      "  capabilities: {accepts_packages: false, accepts_restart_command: false}",
+  }));
+  const OpampConfig& o = cfg.opamp;
+  EXPECT_EQ(o.endpoint, "https://fleet.example/v1/opamp");
+  EXPECT_EQ(o.headers.at("Authorization"), "Secret-Key abc");
+  EXPECT_EQ(o.tls.ca_file, "ca.pem");
+  EXPECT_EQ(o.tls.cert_file, "c.pem");
+  EXPECT_EQ(o.tls.key_file, "c.key");
+  EXPECT_EQ(o.heartbeat, 15s);
+  EXPECT_EQ(o.instance_uid, "0192f3a4-5b6c-7d8e-9f00-112233445566");
+  EXPECT_TRUE(o.compression);
+  EXPECT_EQ(o.signature_public_key_file, "/etc/agentry/packages.pub");
+  EXPECT_EQ(o.download_report_interval, 2s);
+  EXPECT_FALSE(o.accepts_packages);
+  EXPECT_FALSE(o.accepts_restart_command);
+  EXPECT_TRUE(o.reports_health);
+}
+
+TEST(OpampSection, ErrorsNameTheField) {
+  EXPECT_EQ(parse_error("opamp: {headers: {}}\n"), "t.yaml:1:8: opamp: missing required key 'endpoint'");
+  EXPECT_NE(parse_error("opamp: {endpoint: \"ws://h/\", capabilities: {accepts_pakages: true}}\n")
+                .find("did you mean 'accepts_packages'"),
+            std::string::npos);
+  EXPECT_EQ(parse_error("opamp: {endpoint: \"ws://h/\", download_report_interval: 100ms}\n"),
+            "t.yaml:1:56: opamp.download_report_interval: expected a duration of at least 1s, got '100ms'");
 }
 
 TEST(GetOption, ScalarsMapsSequencesAndErrors) {
