@@ -12,8 +12,11 @@ What is measured, for each tool, as the median over --repeats runs:
               its daemon's own start) until N sleepers run. "Runs" = /proc/PID/cmdline
               shows the sleeper binary as argv[0] (fork and exec done), checked by procwatch
               for all three; not the tools' own notion of RUNNING.
-  floor       a bare, serial posix_spawn loop of N sleepers (spawn_floor; glibc posix_spawn
-              returns once the child has exec'd), same /proc check; median of 3 loops.
+  floor       a bare, serial posix_spawn loop of N sleepers (spawn_floor --hold; glibc's
+              posix_spawn returns once the child has exec'd), launched and timed by the same
+              procwatch launch-wait as the supervisors, right before and right after each
+              tool's spawn; the tool's ratio is taken against the mean of those two, per
+              repeat, and the median of the ratios is the reported figure.
   rss         VmRSS of the daemon process alone (agentryd's main process, not its orphan
               guard; supervisord; PM2's God daemon) with no process, N/10 and N sleepers,
               2 s after the last one started.
@@ -22,18 +25,25 @@ What is measured, for each tool, as the median over --repeats runs:
   list during one list call issued once N/10 sleepers run during a mass spawn of N.
   restart     SIGKILL of one sleeper to a new process with the same command line in /proc
               (procwatch polls every ~50 us); median of --kills kills, 200 ms apart.
-  shutdown    SIGTERM to the daemon until the daemon (for agentryd also its guard) and all
-              N sleepers have terminated (pidfd).
+  shutdown    the way a service manager stops each tool (SIGTERM to agentryd and supervisord;
+              `pm2 kill`, which PM2's own systemd unit runs) until the daemon (for agentryd
+              also its guard) and all N sleepers have terminated (pidfd). In the first
+              repeat also the other way (supervisorctl shutdown; SIGTERM to PM2's daemon,
+              given at most --alt-stop-cap seconds).
   capture     a writer writes B bytes to stdout: alone into a file, or under each tool with
               stdout logged to a file; from the writer's own start stamp until the file
               holds all B bytes. Bulk (64 KiB writes) and lines (one write per 100 bytes).
+              --capture-pairs pairs (alone, then the tool) per mode and repeat; the ratio
+              is taken per pair, as the machine's load drifts.
   rotation    L numbered lines, one write each, logged with rotation at 1 MiB; lines missing
               from all files together afterwards. PM2 rotates with its pm2-logrotate module.
   orphans     SIGKILL of the daemon while a child has a child of its own: who survives.
 """
 
 import argparse
+import atexit
 import json
+import math
 import os
 import resource
 import secrets
@@ -42,6 +52,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -114,6 +125,10 @@ def loadavg():
     return read("/proc/loadavg").split()[:3]
 
 
+def uptime():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def cpu_busy(seconds=1.0):
     """Fraction of all CPUs busy over the next `seconds` (anything on the machine)."""
     def snap():
@@ -162,6 +177,7 @@ class Ctx:
         self.rot_lines = 2_000_000 // (10 if args.quick else 1)
         self.rot_keep = 64 if not args.quick else 16
         self.kills = args.kills
+        self.poll_us = args.poll_us
 
     def pw(self, *argv, env=None, timeout=900):
         r = subprocess.run([self.procwatch, *argv], capture_output=True, text=True, env=env,
@@ -254,6 +270,10 @@ class Agentryd:
     def stop_all_argv(self, inst):
         return None  # the CLI has no stop-everything command: SIGTERM is the way
 
+    # (description, through stop_all_argv?): how a service manager stops it, and another way.
+    primary_stop = ("SIGTERM", False)
+    alt_stop = None
+
     def version(self):
         return subprocess.run([self.ctx.agentryd, "--version"], capture_output=True,
                               text=True).stdout.strip()
@@ -328,6 +348,9 @@ class Supervisord:
     def stop_all_argv(self, inst):
         return [self.ctx.supervisorctl, "-c", inst.cfg, "shutdown"]
 
+    primary_stop = ("SIGTERM", False)
+    alt_stop = ("supervisorctl shutdown", True)
+
     def version(self):
         return subprocess.run([self.ctx.supervisord, "--version"], capture_output=True,
                               text=True).stdout.strip()
@@ -395,6 +418,11 @@ class PM2:
     def stop_all_argv(self, inst):
         return [self.ctx.pm2, "kill"]
 
+    # PM2's generated systemd unit stops it with `pm2 kill`; a plain SIGTERM to its daemon
+    # stops the apps one after the other and takes minutes with 1000 of them.
+    primary_stop = ("pm2 kill", True)
+    alt_stop = ("SIGTERM", False)
+
     def version(self):
         pkg = os.path.join(os.path.dirname(os.path.realpath(self.ctx.pm2)), "..", "package.json")
         try:
@@ -414,6 +442,7 @@ class Bench:
         self.details = {t: {} for t in TOOLS + ["floor"]}
         self.errors = []
         self.load = []
+        self.capped = set()  # (tool, metric): the sample is a time limit, the true value is higher
         self.pm2_rot_home = None
 
     def add(self, tool, metric, value, detail=None):
@@ -429,7 +458,7 @@ class Bench:
         env = tool.env(inst)
         if count:
             argv = ["launch-wait", "--exe", ctx.sleeper[tool.name], "--count", str(count),
-                    "--timeout", "600", "--log", inst.daemon_log]
+                    "--timeout", "600", "--poll-us", str(ctx.poll_us), "--log", inst.daemon_log]
             if tool.is_cli:
                 argv.append("--cli")
             if during:
@@ -464,16 +493,17 @@ class Bench:
             time.sleep(0.05)
         raise RuntimeError(f"{tool.name} not ready after 60 s")
 
-    def stop(self, tool, inst, dpid, exe=None, use_cli=False):
+    def stop(self, tool, inst, dpid, exe=None, use_cli=False, timeout=300, may_time_out=False):
         """SIGTERM to the daemon (or, with use_cli, the tool's stop-everything command); waits
-        until the daemon, its extra processes and exe's processes are gone."""
+        until the daemon, its extra processes and exe's processes are gone. With may_time_out,
+        a shutdown still going after `timeout` s is returned (ok false) instead of raised."""
         run = tool.stop_all_argv(inst) if use_cli else None
         if run:
             argv = ["wait-gone", "--signal", "none", "--run", " ".join(run),
                     "--run-log", inst.daemon_log + ".stop"]
         else:
             argv = ["wait-gone", "--signal", "TERM"]
-        argv += ["--timeout", "300", "--pid", str(dpid)]
+        argv += ["--timeout", str(timeout), "--pid", str(dpid)]
         for p in tool.extra_pids(inst, dpid):
             argv += ["--pid", str(p)]
         if exe:
@@ -481,6 +511,8 @@ class Bench:
         r = self.ctx.pw(*argv, env=tool.env(inst))
         if r["ok"]:
             self.ctx.daemons.discard(dpid)
+        elif may_time_out:
+            return r
         else:
             raise RuntimeError(f"{tool.name}: shutdown left {r['left']} processes")
         self.reap_quietly()
@@ -557,16 +589,27 @@ class Bench:
     # -- the measurements
 
     def floor(self):
-        # Three loops per repeat (a loop is short and noisy), their median is the sample.
-        runs = []
-        for _ in range(3):
-            out = subprocess.run([self.ctx.spawn_floor, str(self.ctx.n), self.ctx.sleeper["floor"], "100000"],
-                                 capture_output=True, text=True, timeout=300)
-            r = json.loads(out.stdout)
-            if not r["ok"]:
-                raise RuntimeError(f"spawn_floor: {r}")
-            runs.append(r)
-        self.add("floor", "spawn_ms", median([r["elapsed_ms"] for r in runs]), runs)
+        """One bare loop, launched and timed exactly like a supervisor: procwatch launch-wait
+        starts `spawn_floor --hold` and polls /proc until N sleepers run. Returns its ms."""
+        ctx = self.ctx
+        exe = ctx.sleeper["floor"]
+        out = os.path.join(ctx.run, f"floor-{len(self.samples['floor'].get('spawn_ms', []))}.out")
+        r = ctx.pw("launch-wait", "--exe", exe, "--count", str(ctx.n), "--timeout", "300",
+                   "--poll-us", str(ctx.poll_us), "--log", out, "--",
+                   ctx.spawn_floor, "--hold", str(ctx.n), exe, "100000")
+        ctx.daemons.add(r["launcher_pid"])
+        if not r["ok"]:
+            raise RuntimeError(f"spawn_floor: only {r['count']} of {ctx.n} started: {r}")
+        g = ctx.pw("wait-gone", "--signal", "TERM", "--timeout", "60", "--pid", str(r["launcher_pid"]),
+                   "--exe", exe)
+        if not g["ok"]:
+            raise RuntimeError(f"spawn_floor did not stop: {g}")
+        ctx.daemons.discard(r["launcher_pid"])
+        self.reap_quietly()
+        own = json.loads(read(out).strip().splitlines()[-1])
+        self.add("floor", "spawn_ms", r["elapsed_ms"],
+                 {"first_ms": r["first_ms"], "loop_ms": own["loop_ms"]})
+        return r["elapsed_ms"]
 
     def empty(self, tool, rep):
         inst = Instance(self.ctx, tool, f"empty-{rep}")
@@ -597,8 +640,11 @@ class Bench:
         ctx = self.ctx
         inst = Instance(ctx, tool, f"full-{rep}")
         tool.config_sleepers(inst, ctx.n)
+        # The floor right before the tool and again right after it, so that the ratio
+        # compares like with like on a machine whose load drifts (other work shares these cores).
+        floor_before = self.floor()
         dpid, r = self.start(tool, inst, count=ctx.n)
-        self.add(tool.name, "spawn_ms", r["elapsed_ms"], {"first_child_ms": r["first_ms"]})
+        spawn_ms = r["elapsed_ms"]
         time.sleep(2)
         self.add(tool.name, "rss_full_mib", rss_kib(dpid) / 1024)
         for p in tool.extra_pids(inst, dpid):
@@ -607,10 +653,16 @@ class Bench:
         self.add(tool.name, "list_ms", median(lr["ms"]), lr)
         out = subprocess.run(tool.list_argv(inst), capture_output=True, env=tool.env(inst)).stdout
         self.details[tool.name].setdefault("list_output_bytes", []).append(len(out))
-        sr = self.stop(tool, inst, dpid, exe=ctx.sleeper[tool.name])
+        how, use_cli = tool.primary_stop
+        sr = self.stop(tool, inst, dpid, exe=ctx.sleeper[tool.name], use_cli=use_cli)
         if sr["children"] != ctx.n:
             raise RuntimeError(f"shutdown saw {sr['children']} children, expected {ctx.n}")
-        self.add(tool.name, "shutdown_ms", sr["elapsed_ms"], sr)
+        self.add(tool.name, "shutdown_ms", sr["elapsed_ms"], dict(sr, how=how))
+        floor_after = self.floor()
+        floor_ms = (floor_before + floor_after) / 2
+        self.add(tool.name, "spawn_ms", spawn_ms,
+                 {"first_child_ms": r["first_ms"], "floor_before_ms": floor_before, "floor_after_ms": floor_after})
+        self.add(tool.name, "spawn_x_floor", spawn_ms / floor_ms)
 
     def during(self, tool, rep):
         ctx = self.ctx
@@ -621,17 +673,25 @@ class Bench:
         # Answered during the spawn = the reply came back before all N were running.
         detail["answered_during_spawn"] = r["during_done_ms"] < r["elapsed_ms"] and r["during_status"] == 0
         self.add(tool.name, "list_during_ms", r["during_ms"], detail)
-        if rep > 0:
+        if rep > 0 or tool.alt_stop is None:
             self.teardown_fast(tool, inst, dpid)
             return
-        # In the first repeat only (pm2 kill of 1000 takes about a minute): a second shutdown,
-        # through the tool's own stop-everything command where it has one (supervisorctl
-        # shutdown, pm2 kill; agentryd has none, so SIGTERM again).
+        # First repeat only: the tool's other way to stop everything (supervisorctl shutdown;
+        # SIGTERM to PM2's daemon, which is slow enough to need a cap).
         time.sleep(2)
-        sr = self.stop(tool, inst, dpid, exe=ctx.sleeper[tool.name], use_cli=True)
+        how, use_cli = tool.alt_stop
+        cap = ctx.args.alt_stop_cap
+        sr = self.stop(tool, inst, dpid, exe=ctx.sleeper[tool.name], use_cli=use_cli, timeout=cap,
+                       may_time_out=True)
+        if not sr["ok"]:
+            log(f"  {tool.name}: {how} had not finished after {cap:.0f} s; {sr['left']} processes left")
+            self.add(tool.name, "shutdown_alt_ms", cap * 1000.0, dict(sr, how=how, capped=True))
+            self.capped.add((tool.name, "shutdown_alt_ms"))
+            self.teardown_fast(tool, inst, dpid)
+            return
         if sr["children"] != ctx.n:
             raise RuntimeError(f"shutdown saw {sr['children']} children, expected {ctx.n}")
-        self.add(tool.name, "shutdown_cli_ms", sr["elapsed_ms"], sr)
+        self.add(tool.name, "shutdown_alt_ms", sr["elapsed_ms"], dict(sr, how=how))
 
     def _capture_one(self, tool, inst, mode, nbytes):
         """Starts the writer (alone when tool is None); returns bytes/s from its start stamp."""
@@ -687,35 +747,54 @@ class Bench:
             time.sleep(0.05)
 
     def capture(self, tool, rep):
+        """For each mode, --capture-pairs times: the writer alone into a file, then the same
+        writer under the tool, back to back, so each ratio compares the two under the same
+        machine load."""
         ctx = self.ctx
-        for mode, nbytes in (("bulk", ctx.bulk_bytes), ("lines", ctx.lines_bytes)):
-            name = tool.name if tool else "floor"
-            inst = Instance(ctx, tool or Alone, f"capture-{mode}-{rep}")
-            bps, lost = self._capture_one(tool, inst, mode, nbytes)
-            self.add(name, f"capture_{mode}_mbps", bps / 1e6)
-            self.add(name, f"capture_{mode}_lost_bytes", lost)
-            shutil.rmtree(inst.dir, ignore_errors=True)
+        for mode, nbytes in [m for m in (("bulk", ctx.bulk_bytes), ("lines", ctx.lines_bytes))
+                             for _ in range(ctx.args.capture_pairs)]:
+            rates = {}
+            for who in (None, tool):
+                name = who.name if who else "floor"
+                inst = Instance(ctx, who or Alone, f"capture-{mode}-{rep}")
+                bps, lost = self._capture_one(who, inst, mode, nbytes)
+                self.add(name, f"capture_{mode}_mbps", bps / 1e6)
+                self.add(name, f"capture_{mode}_lost_bytes", lost)
+                shutil.rmtree(inst.dir, ignore_errors=True)
+                rates[name] = bps
+            self.add(tool.name, f"capture_{mode}_x_alone", rates[tool.name] / rates["floor"])
 
     def setup_pm2_rotation(self):
-        """pm2-logrotate, installed once per run into its own PM2 home from the npm registry."""
+        """pm2-logrotate in a PM2 home of its own: copied from --pm2-rotate-cache when that
+        holds one, else installed from the npm registry (`pm2 install`) and saved there."""
         ctx = self.ctx
-        tool = self.tools["pm2"]
         home = os.path.join(ctx.run, "pm2-rot-home")
-        os.makedirs(home, exist_ok=True)
-        env = dict(os.environ, PM2_HOME=home)
-        logf = os.path.join(ctx.run, "pm2-logrotate-install.log")
-        with open(logf, "wb") as out:
-            r = subprocess.run([ctx.pm2, "install", "pm2-logrotate"], stdout=out, stderr=out, env=env,
-                               timeout=300, start_new_session=True)
-        pidf = os.path.join(home, "pm2.pid")
-        if read(pidf).strip().isdigit():
-            dpid = int(read(pidf).strip())
-            ctx.daemons.add(dpid)
-            ctx.pw("wait-gone", "--signal", "TERM", "--pid", str(dpid), "--timeout", "60")
-            ctx.daemons.discard(dpid)
+        cache = ctx.args.pm2_rotate_cache
+        module = os.path.join("modules", "pm2-logrotate")
+        shutil.rmtree(home, ignore_errors=True)
+        if cache and os.path.isdir(os.path.join(cache, module)):
+            shutil.copytree(cache, home, symlinks=True)
+        else:
+            os.makedirs(home)
+            env = dict(os.environ, PM2_HOME=home)
+            logf = os.path.join(ctx.run, "pm2-logrotate-install.log")
+            with open(logf, "wb") as out:
+                r = subprocess.run([ctx.pm2, "install", "pm2-logrotate"], stdout=out, stderr=out, env=env,
+                                   timeout=300, start_new_session=True)
+            # `pm2 install` leaves its daemon running: stop it before the home is used.
+            pidf = os.path.join(home, "pm2.pid")
+            if read(pidf).strip().isdigit():
+                dpid = int(read(pidf).strip())
+                ctx.daemons.add(dpid)
+                ctx.pw("wait-gone", "--signal", "TERM", "--pid", str(dpid), "--timeout", "60")
+                ctx.daemons.discard(dpid)
+            if r.returncode != 0 or not os.path.isdir(os.path.join(home, module)):
+                raise RuntimeError(f"pm2 install pm2-logrotate failed (exit {r.returncode}); see {logf}")
+            if cache:
+                shutil.rmtree(cache, ignore_errors=True)
+                shutil.copytree(home, cache, symlinks=True,
+                                ignore=shutil.ignore_patterns("*.sock", "*.pid", "logs", "pids"))
         modconf = os.path.join(home, "module_conf.json")
-        if r.returncode != 0 or not os.path.isdir(os.path.join(home, "modules", "pm2-logrotate")):
-            raise RuntimeError(f"pm2 install pm2-logrotate failed (exit {r.returncode}); see {logf}")
         # Written directly rather than with `pm2 set`, which stored {} for some values in our
         # tries with pm2 7.0.4 when several were set in a row.
         conf = json.load(open(modconf))
@@ -725,7 +804,7 @@ class Bench:
         with open(modconf, "w") as f:
             json.dump(conf, f, indent=4)
         self.pm2_rot_home = home
-        with open(os.path.join(home, "..", "pm2-logrotate-version"), "w") as f:
+        with open(os.path.join(ctx.run, "pm2-logrotate-version"), "w") as f:
             pkg = os.path.join(home, "modules", "pm2-logrotate", "node_modules", "pm2-logrotate", "package.json")
             f.write(json.load(open(pkg)).get("version", "?"))
 
@@ -847,8 +926,9 @@ METRICS = [
     ("list_ms", "list N (idle)", "ms", True),
     ("list_during_ms", "list N during mass spawn", "ms", True),
     ("restart_ms", "restart after kill -9", "ms", True),
-    ("shutdown_ms", "shutdown with N children (SIGTERM)", "ms", True),
-    ("shutdown_cli_ms", "shutdown with N children (own stop command, 1st repeat only)", "ms", True),
+    ("shutdown_ms", "shutdown with N children (SIGTERM; PM2: pm2 kill)", "ms", True),
+    ("shutdown_alt_ms", "shutdown with N, other way (supervisorctl shutdown; PM2: SIGTERM), 1st repeat",
+     "ms", True),
     ("capture_bulk_mbps", "log capture, 64 KiB writes", "MB/s", False),
     ("capture_lines_mbps", "log capture, 100 B lines", "MB/s", False),
     ("capture_bulk_lost_bytes", "bytes lost in capture, 64 KiB writes (worst run)", "bytes", True),
@@ -857,9 +937,11 @@ METRICS = [
 ]
 
 
-def fmt(v, unit):
+def fmt(v, unit, capped=False):
     if v is None:
         return "n/a"
+    if capped:
+        return "> " + fmt(v, unit)
     if unit in ("lines", "bytes"):
         return f"{v:.0f}"
     if abs(v) >= 100:
@@ -884,9 +966,12 @@ def build_report(bench, ctx, meta):
     a = med["agentryd"]
     during = bench.details["agentryd"].get("list_during_ms", [])
     answered = bool(during) and all(d["answered_during_spawn"] for d in during)
-    cap = {m: ratio(a.get(m), med["floor"].get(m)) for m in ("capture_bulk_mbps", "capture_lines_mbps")}
+    # Against the floor / the writer alone: the median of ratios taken back to back.
+    paired = {"spawn_ms": "spawn_x_floor", "capture_bulk_mbps": "capture_bulk_x_alone",
+              "capture_lines_mbps": "capture_lines_x_alone"}
+    cap = {m: a.get(paired[m]) for m in ("capture_bulk_mbps", "capture_lines_mbps")}
     targets = {
-        "spawn_ms": (f"<= 1.5x floor", ratio(a.get("spawn_ms"), med["floor"].get("spawn_ms")), lambda r: r <= 1.5),
+        "spawn_ms": ("<= 1.5x floor", a.get("spawn_x_floor"), lambda r: r <= 1.5),
         "rss_full_mib": ("<= 20 MiB", a.get("rss_full_mib"), lambda v: v <= 20),
         "list_ms": ("<= 50 ms", a.get("list_ms"), lambda v: v <= 50),
         "list_during_ms": ("answered mid-spawn, <= 50 ms", a.get("list_during_ms"),
@@ -909,7 +994,9 @@ def build_report(bench, ctx, meta):
             "reference": ref,
             "agentryd_over_supervisord": ratio(a.get(key), med["supervisord"].get(key)),
             "agentryd_over_pm2": ratio(a.get(key), med["pm2"].get(key)),
-            "agentryd_over_reference": ratio(a.get(key), ref),
+            "agentryd_over_reference": a.get(paired[key]) if key in paired else ratio(a.get(key), ref),
+            "over_reference_paired": {t: med[t].get(paired[key]) for t in TOOLS} if key in paired else None,
+            "capped": sorted(t for t in TOOLS if (t, key) in bench.capped),
         }
         if key in targets:
             text, value, ok = targets[key]
@@ -923,7 +1010,7 @@ def build_report(bench, ctx, meta):
 
 def print_table(report):
     hdr = ["metric", "unit", "agentryd", "supervisord", "PM2", "floor/alone",
-           "a/supervisord", "a/PM2", "a/floor", "target (agentryd)", "met"]
+           "a/supervisord", "a/PM2", "a/floor or alone", "target (agentryd)", "met"]
     lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for r in report["rows"]:
         def rt(v):
@@ -931,43 +1018,72 @@ def print_table(report):
         met = {True: "yes", False: "**no**", None: "n/a", "partly": "**answered, but slower**"}[
             r.get("target_met")] if "target" in r else ""
         lines.append("| " + " | ".join([
-            r["label"], r["unit"], fmt(r["agentryd"], r["unit"]), fmt(r["supervisord"], r["unit"]),
-            fmt(r["pm2"], r["unit"]), fmt(r["reference"], r["unit"]) if r["reference"] is not None else "",
-            rt(r["agentryd_over_supervisord"]), rt(r["agentryd_over_pm2"]),
+            r["label"], r["unit"], fmt(r["agentryd"], r["unit"], "agentryd" in r["capped"]),
+            fmt(r["supervisord"], r["unit"], "supervisord" in r["capped"]),
+            fmt(r["pm2"], r["unit"], "pm2" in r["capped"]), fmt(r["reference"], r["unit"]) if r["reference"] is not None else "",
+            ("< " if "supervisord" in r["capped"] else "") + rt(r["agentryd_over_supervisord"]),
+            ("< " if "pm2" in r["capped"] else "") + rt(r["agentryd_over_pm2"]),
             rt(r["agentryd_over_reference"]) if r["reference"] is not None else "",
             r.get("target", ""), met]) + " |")
     return "\n".join(lines)
 
 
-def plot(report, png, ctx):
-    """Grouped bars with gnuplot, one panel per measurement, log scale for the wide ranges."""
+def plot(report, png, workdir):
+    """Grouped bars drawn by gnuplot: one panel per measurement, log scale where the tools
+    differ by orders of magnitude, a dashed red line at agentryd's target."""
     gp = shutil.which("gnuplot")
     if not gp:
         log("gnuplot not found: no chart")
         return
-    rows = {r["metric"]: r for r in report["rows"]}
-    d = os.path.join(ctx.run, "plot")
+    rows = {r["metric"]: dict(r) for r in report["rows"]}
+    # Capture as a fraction of the writer alone, which is how its target is stated.
+    for key in ("capture_bulk_mbps", "capture_lines_mbps"):
+        r = rows[key]
+        paired = r.get("over_reference_paired") or {}
+        rows[key + "_x"] = {t: paired[t] if paired.get(t) is not None else ratio(r[t], r["reference"])
+                            for t in TOOLS}
+        rows[key + "_x"]["reference"] = None
+    # Processes of the daemon's tree still alive after a kill -9 of the daemon.
+    survivors = {"reference": None}
+    for t in TOOLS:
+        o = report["details"][t].get("orphans")
+        survivors[t] = None if not o else float(o["child_survived"]) + float(o["grandchild_survived"])
+    rows["orphans"] = survivors
+    floor = rows["spawn_ms"]["reference"]
+    d = os.path.join(workdir, "plot")
     os.makedirs(d, exist_ok=True)
+    n, n_mid = report["meta"]["n"], report["meta"]["n_mid"]
 
     def val(r, k):
-        v = r[k]
+        v = r.get(k)
         return "NaN" if v is None else repr(float(v))
 
+    def label(r, k):
+        v = r.get(k)
+        if v is None:
+            return '""'
+        text = f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+        return '"' + ("> " if k in r.get("capped", []) else "") + text + '"'
+
+    # name, title, log scale, [(row, category)], target for agentryd (None: no line)
     panels = [
-        ("spawn", f"spawn {ctx.n} sleepers (ms, log)", True, [("spawn_ms", f"{ctx.n}")]),
-        ("rss", "daemon RSS (MiB, log)", True,
-         [("rss0_mib", "0"), ("rss_mid_mib", str(ctx.n_mid)), ("rss_full_mib", str(ctx.n))]),
-        ("list", f"list {ctx.n} processes (ms, log)", True,
-         [("list_ms", "idle"), ("list_during_ms", "during spawn")]),
-        ("restart", "restart after kill -9 (ms, log)", True, [("restart_ms", "")]),
-        ("shutdown", f"shutdown with {ctx.n} children (ms, log)", True,
-         [("shutdown_ms", "SIGTERM"), ("shutdown_cli_ms", "stop command")]),
-        ("capture", "log capture (MB/s)", False,
-         [("capture_bulk_mbps", "64 KiB writes"), ("capture_lines_mbps", "100 B lines")]),
-        ("lost", "lines lost through rotation", False, [("rotation_lost_lines", "")]),
+        ("spawn", f"spawn {n} sleepers to running (ms, log)", True, [("spawn_ms", "")],
+         1.5 * floor if floor else None),
+        ("rss", "daemon RSS by number of children (MiB, log)", True,
+         [("rss0_mib", "0"), ("rss_mid_mib", str(n_mid)), ("rss_full_mib", str(n))], 20),
+        ("list", f"list {n} processes, CLI end to end (ms, log)", True,
+         [("list_ms", "idle"), ("list_during_ms", "during mass spawn")], 50),
+        ("restart", "restart after kill -9 of a child (ms, log)", True, [("restart_ms", "")], 10),
+        ("shutdown", f"shutdown with {n} children (ms, log)", True,
+         [("shutdown_ms", "usual way"), ("shutdown_alt_ms", "other way")], 2000),
+        ("capture", "log capture, fraction of the writer alone", False,
+         [("capture_bulk_mbps_x", "64 KiB writes"), ("capture_lines_mbps_x", "100 B lines")], 0.95),
+        ("lost", "lines lost through rotation", False, [("rotation_lost_lines", "")], None),
+        ("orphans", "processes surviving kill -9 of the daemon (of 2)", False, [("orphans", "")], None),
     ]
+    repeats = report["meta"].get("repeats_done", 0)
     script = [
-        "set terminal pngcairo size 1400,820 font 'DejaVu Sans,9'",
+        "set terminal pngcairo size 1500,860 font 'DejaVu Sans,9'",
         f"set output '{png}'",
         "set datafile missing 'NaN'",
         "set style data histograms",
@@ -976,39 +1092,50 @@ def plot(report, png, ctx):
         "set boxwidth 0.9",
         "set grid ytics",
         "set key top left font ',8'",
-        "set offsets 0, 0, graph 0.12, 0",
         "set xtics nomirror",
         "set termoption noenhanced",
-        f"set multiplot layout 2,4 title 'agentryd vs supervisord vs PM2, {ctx.n} children, medians of {ctx.args.repeats}"
-        " (reference = bare posix_spawn loop / writer alone)'",
+        f"set multiplot layout 2,4 title \"agentryd vs supervisord vs PM2 on {report['meta']['host']['nproc']} cores, "
+        f"{n} children, medians of {repeats} repeat(s); grey = bare posix_spawn loop; "
+        "dashed red = agentryd's target\"",
     ]
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f"]
-    names = ["agentryd", "supervisord", "PM2", "reference"]
+    names = ["agentryd", "supervisord", "PM2", "bare loop"]
     keys = ["agentryd", "supervisord", "pm2", "reference"]
-    for name, title, logscale, cats in panels:
-        # Only the columns with at least one value: gnuplot refuses a plot with no valid point.
-        present = [i for i in range(4) if any(rows[key][keys[i]] is not None for key, _ in cats)]
+    for name, title, logscale, cats, target in panels:
+        # Only columns with at least one value: gnuplot refuses a plot with no valid point.
+        present = [i for i in range(4) if any(rows[key].get(keys[i]) is not None for key, _ in cats)]
         if not present:
             script.append("set multiplot next")
             continue
+        values = [rows[key].get(keys[i]) for key, _ in cats for i in present]
+        top = max([v for v in values if v is not None] + [target or 0, 1e-9])
         path = os.path.join(d, name + ".dat")
         with open(path, "w") as f:
-            f.write("# category " + " ".join(names[i] for i in present) + "\n")
+            f.write("# category " + " ".join(names[i].replace(" ", "_") for i in present) + "\n")
             for key, cat in cats:
-                f.write(f"\"{cat}\" " + " ".join(val(rows[key], keys[i]) for i in present) + "\n")
+                f.write(f"\"{cat}\" " + " ".join(val(rows[key], keys[i]) for i in present) + " "
+                        + " ".join(label(rows[key], keys[i]) for i in present) + "\n")
         script.append(f"set title \"{title}\"")
-        script.append("set logscale y" if logscale else "unset logscale y")
-        script.append("set yrange [*:*]" if logscale else "set yrange [0:*]")
+        script.append("unset arrow")
+        if logscale:
+            low = min([v for v in values if v is not None and v > 0] + [target or top])
+            script.append("set logscale y")
+            script.append(f"set yrange [{10 ** math.floor(math.log10(low)):g}:{10 ** math.ceil(math.log10(top) + 0.6):g}]")
+        else:
+            script.append("unset logscale y")
+            script.append(f"set yrange [0:{max(top * 1.3, 1):g}]")
+        if target is not None:
+            script.append(f"set arrow from graph 0, first {target:g} to graph 1, first {target:g} nohead "
+                          "dt 2 lw 1.5 lc rgb '#d62728' front")
         script.append(f"set xrange [-0.6:{len(cats) - 0.4}]")
         k = len(present)
         plots = []
         for col, i in enumerate(present):
             plots.append(f"'{path}' using {col + 2}:xtic(1) title '{names[i]}' lc rgb '{colors[i]}'")
         for col, i in enumerate(present):
-            # The value above each bar: bar j of k in a cluster sits at (j - (k - 1) / 2) / (k + 1).
+            # The value above each bar; bar j of k in a cluster is centred at (j - (k - 1) / 2) / (k + 1).
             plots.append(f"'{path}' using ($0 + ({col} - {(k - 1) / 2}) / {k + 1}.0):{col + 2}:"
-                         f"(${col + 2} >= 1000 ? sprintf('%.0f', ${col + 2}) : sprintf('%.3g', ${col + 2}))"
-                         " with labels offset 0,0.5 font ',7' notitle")
+                         f"{col + 2 + k} with labels offset 0,0.6 font ',7' notitle")
         script.append("plot " + ", ".join(plots))
     script.append("unset multiplot")
     gpfile = os.path.join(d, "chart.gp")
@@ -1038,13 +1165,32 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the run directory under /tmp")
     ap.add_argument("--quiet-busy", type=float, default=0.25,
                     help="before each tool's block, wait until the CPUs are less busy than this")
-    ap.add_argument("--quiet-wait", type=float, default=20, help="... but at most this many seconds")
+    ap.add_argument("--quiet-wait", type=float, default=15, help="... but at most this many seconds")
+    ap.add_argument("--budget-min", type=float, default=0,
+                    help="start another repeat only if it should end within this many minutes of the start")
+    ap.add_argument("--capture-pairs", type=int, default=3,
+                    help="writer alone / writer under the tool pairs per mode and repeat")
+    ap.add_argument("--poll-us", type=int, default=2000, help="how often procwatch scans /proc while timing spawns")
+    ap.add_argument("--alt-stop-cap", type=float, default=60,
+                    help="seconds given to the 'other way' shutdown (PM2's SIGTERM takes minutes)")
+    ap.add_argument("--pm2-rotate-cache", default="/tmp/agentry-bench-cache/pm2-rotate-home",
+                    help="a PM2 home with pm2-logrotate installed, reused between runs ('' to install afresh)")
+    ap.add_argument("--replot", metavar="JSON", help="only redraw the chart of an earlier run's JSON into --out-png")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            report = json.load(f)
+        with tempfile.TemporaryDirectory() as tmp:
+            plot(report, args.out_png, tmp)
+        return
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     ctx = Ctx(args)
+    if not args.keep:
+        # Also on failure and Ctrl-C: the capture phases leave hundreds of MB in there.
+        atexit.register(shutil.rmtree, ctx.run, True)
     bench = Bench(ctx)
     tools = [t for t in args.tools.split(",") if t]
     skip = set(s for s in args.skip.split(",") if s)
@@ -1065,10 +1211,11 @@ def main():
                  "os": next((l.split("=", 1)[1].strip('"') for l in read("/etc/os-release").splitlines()
                              if l.startswith("PRETTY_NAME=")), "?")},
         "versions": {t.name: t.version() for t in bench.tools.values()},
-        "n": ctx.n, "n_mid": ctx.n_mid, "repeats": args.repeats, "quick": args.quick,
+        "n": ctx.n, "n_mid": ctx.n_mid, "repeats": args.repeats, "repeats_done": 0, "quick": args.quick,
         "bulk_bytes": ctx.bulk_bytes, "lines_bytes": ctx.lines_bytes, "rotation_lines": ctx.rot_lines,
         "rotation": {"size": "1 MiB", "keep": ctx.rot_keep}, "restart_kills_per_repeat": ctx.kills,
         "load_at_start": loadavg(),
+        "uptime_at_start": uptime(),
     }
     meta["versions"]["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     log(f"run dir {ctx.run}, N={ctx.n}, repeats={args.repeats}, versions {meta['versions']}")
@@ -1076,17 +1223,18 @@ def main():
         if "pm2" in tools and "rotation" not in skip:
             bench.phase("pm2-logrotate install", bench.setup_pm2_rotation)
             meta["versions"]["pm2-logrotate"] = read(os.path.join(ctx.run, "pm2-logrotate-version")) or "not installed"
+        loop_started = time.time()
         for rep in range(args.repeats):
+            if rep > 0 and args.budget_min > 0:
+                per_repeat = (time.time() - loop_started) / rep
+                if time.time() + per_repeat - started > args.budget_min * 60:
+                    log(f"stopping after {rep} repeats: another one ({per_repeat:.0f} s) would end past "
+                        f"the {args.budget_min:g} min budget")
+                    break
+            meta["repeats_done"] = rep + 1
             # Rotate the order so no tool always runs first (or right after a heavy one).
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]
             log(f"repeat {rep + 1}/{args.repeats}: order {order}")
-            busy = bench.wait_quiet(args.quiet_busy, args.quiet_wait)
-            bench.load.append({"repeat": rep, "tool": "floor", "cpu_busy_before": round(busy, 3),
-                               "loadavg": loadavg()})
-            log(f" floor / writer alone (machine {busy * 100:.0f}% busy before it)")
-            bench.phase("floor", bench.floor)
-            if "capture" not in skip:
-                bench.phase("writer alone", bench.capture, None, rep)
             for name in order:
                 tool = bench.tools[name]
                 busy = bench.wait_quiet(args.quiet_busy, args.quiet_wait)
@@ -1100,13 +1248,14 @@ def main():
             for name in tools:
                 bench.phase(f"{name} orphans", bench.orphans, bench.tools[name])
     except KeyboardInterrupt as e:
-        log(f"interrupted ({e}); cleaning up")
+        log(f"interrupted ({e or 'SIGINT'}); cleaning up")
         bench.emergency_cleanup()
         raise SystemExit(130)
     finally:
         bench.emergency_cleanup()
 
     meta["load_at_end"] = loadavg()
+    meta["uptime_at_end"] = uptime()
     meta["wall_seconds"] = round(time.time() - started, 1)
     report = build_report(bench, ctx, meta)
     table = print_table(report)
@@ -1114,15 +1263,16 @@ def main():
     os.makedirs(os.path.dirname(args.out_json), exist_ok=True)
     with open(args.out_json, "w") as f:
         json.dump(report, f, indent=2)
-    plot(report, args.out_png, ctx)
+    plot(report, args.out_png, ctx.run)
 
     print()
-    print(f"agentryd vs supervisord vs PM2: N={ctx.n}, medians of {args.repeats} repeats, "
+    print(f"agentryd vs supervisord vs PM2: N={ctx.n}, medians of {meta.get('repeats_done', 0)} repeats, "
           f"{meta['wall_seconds']} s, load at start {' '.join(meta['load_at_start'])}, "
           f"at end {' '.join(meta['load_at_end'])}")
-    print("ratios are agentryd / other: below 1 is better for times, sizes and lost lines; "
-          "above 1 is better for MB/s. 'floor' = bare posix_spawn loop (spawn) or the writer "
-          "alone into a file (capture).")
+    print("Ratios are agentryd / other: below 1 is better for times, sizes and lost lines, above 1 for "
+          "MB/s. 'floor/alone' = the bare posix_spawn loop (spawn) or the writer alone into a file "
+          "(capture), measured right before each tool; 'a/floor or alone' is the median of those "
+          "back-to-back ratios, not the ratio of the two medians.")
     print()
     print(table)
     print()
@@ -1141,8 +1291,6 @@ def main():
         for e in bench.errors:
             print("  " + e)
     print(f"\nwrote {args.out_json} and {args.out_png}")
-    if not args.keep:
-        shutil.rmtree(ctx.run, ignore_errors=True)
 
 
 if __name__ == "__main__":

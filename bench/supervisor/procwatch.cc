@@ -10,10 +10,10 @@
 // which is what a pidfd reports.
 //
 // Subcommands (all print one JSON object on stdout; times are in the units their keys name):
-//   launch-wait --exe PATH --count N --timeout S [--log FILE] [--cli]
+//   launch-wait --exe PATH --count N --timeout S [--log FILE] [--cli] [--poll-us US]
 //               [--during-at K --during "ARGV..."] -- CMD ARGS...
-//       Forks CMD in a new session (stdout/stderr to FILE), then polls /proc until N
-//       processes run PATH. Without --cli, CMD is the daemon and is left running (the
+//       Forks CMD in a new session (stdout/stderr to FILE), then polls /proc every US
+//       microseconds (default 2000) until N processes run PATH. Without --cli, CMD is the daemon and is left running (the
 //       caller owns it); with --cli, CMD is a launcher that is waited for after the count
 //       is reached (not timed). With --during, the space-separated command is run once K
 //       processes run, and its wall time is reported along with how many processes ran
@@ -247,6 +247,7 @@ int cmd_launch_wait(const Args& a) {
   const bool cli = a.has("--cli");
   const int during_at = std::atoi(a.get("--during-at", "0").c_str());
   const auto during = split_ws(a.get("--during"));
+  const long poll_us = std::atol(a.get("--poll-us", "2000").c_str());
   if (exe.empty() || count <= 0 || a.rest.empty()) die("launch-wait needs --exe, --count and a command");
 
   ExeCounter counter(exe);
@@ -288,7 +289,7 @@ int cmd_launch_wait(const Args& a) {
     if (t_all != 0 && (during.empty() || during_done != 0)) break;
     if (t > deadline) break;
     if (child_exited && !cli) break;  // the daemon died
-    sleep_us(1000);
+    sleep_us(poll_us);
   }
   if (cli && !child_exited) {
     // The launcher (e.g. `pm2 start`) may still be printing; wait, untimed.
