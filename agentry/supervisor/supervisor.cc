@@ -224,8 +224,10 @@ class Supervisor::Impl : public std::enable_shared_from_this<Supervisor::Impl> {
   void schedule_spawn(const std::shared_ptr<Process>& p);
   void pump_spawn_queue();
 
-  // Spawns per loop turn; ~16 spawns take a few ms, short enough to keep requests flowing.
-  static constexpr int kSpawnBatch = 16;
+  // Time spent spawning per loop turn (at least one spawn): short enough that a `list`
+  // arriving during a mass start waits for one slice, not for a fixed batch whose cost
+  // grows with the number of descriptors the daemon holds.
+  static constexpr auto kSpawnSlice = std::chrono::milliseconds(2);
   std::deque<std::weak_ptr<Process>> spawn_queue;
   bool spawn_pump_posted = false;
 
@@ -988,11 +990,13 @@ void Supervisor::Impl::schedule_spawn(const std::shared_ptr<Process>& p) {
 
 void Supervisor::Impl::pump_spawn_queue() {
   spawn_pump_posted = false;
-  for (int i = 0; i < kSpawnBatch && !spawn_queue.empty(); ++i) {
+  if (spawn_queue.empty()) return;
+  const auto slice_end = std::chrono::steady_clock::now() + kSpawnSlice;
+  do {
     auto p = spawn_queue.front().lock();
     spawn_queue.pop_front();
     if (p) p->spawn_if_queued();
-  }
+  } while (!spawn_queue.empty() && std::chrono::steady_clock::now() < slice_end);
   if (spawn_queue.empty() || spawn_pump_posted) return;
   spawn_pump_posted = true;
   std::weak_ptr<Impl> weak = shared_from_this();
